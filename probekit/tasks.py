@@ -1,0 +1,354 @@
+"""Task specs (strict YAML), their discovery (folders, include paths, entry points) and data.
+
+A task is a world + knobs + splits + targets + control + counterfactual construction. Its
+fingerprint hashes everything that determines the data plus the world's code version, so the
+same fingerprint always means byte-identical data.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from probekit.errors import SpecError, UserError
+from probekit.io import stable_hash
+from probekit.registry import Registry
+from probekit.worlds import WORLDS, Target, World
+
+BUILTIN_TASKS = Path(__file__).resolve().parent.parent / "tasks"
+REQUIRED_SPLITS = ("train", "val", "test")
+CONTROL_FEATURES = ("step_text", "step_text_and_index")
+ENTRY_POINT_GROUP = "probekit.tasks"
+
+
+def cache_root() -> Path:
+    """Where generated data and latents are cached (`PROBEKIT_CACHE`, else ~/.cache/probekit)."""
+    return Path(os.environ.get("PROBEKIT_CACHE", Path.home() / ".cache" / "probekit"))
+
+
+# --- spec ---------------------------------------------------------------------------------------
+
+def _fields(obj: Any, where: str, required: dict[str, type], optional: dict[str, type]) -> dict:
+    if not isinstance(obj, dict):
+        raise SpecError(f"{where}: expected a mapping, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - set(required) - set(optional))
+    if unknown:
+        raise SpecError(f"{where}: unknown field {unknown[0]!r}; valid fields: "
+                        + ", ".join(sorted({**required, **optional})))
+    for key, typ in required.items():
+        if key not in obj:
+            raise SpecError(f"{where}: missing required field {key!r}")
+    for key, typ in {**required, **optional}.items():
+        if key in obj and (not isinstance(obj[key], typ) or isinstance(obj[key], bool)
+                           and typ is not bool):
+            names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+            raise SpecError(f"{where}.{key}: expected {names}, got {obj[key]!r}")
+    return obj
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    size: int
+    seed: int
+    knobs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str  # a world target family ("location") or one concrete column ("location.apple")
+    kind: str
+    chance: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The validated form of one task YAML file."""
+
+    name: str
+    version: int
+    world: str
+    knobs: dict[str, Any]
+    splits: dict[str, SplitSpec]
+    targets: tuple[TargetSpec, ...]
+    control: dict[str, Any]
+    counterfactual: dict[str, Any] | None
+    description: str
+    license: str
+
+    @classmethod
+    def parse(cls, raw: Any, where: str = "task") -> "TaskSpec":
+        _fields(raw, where,
+                {"name": str, "version": int, "world": str, "splits": dict, "targets": list,
+                 "description": str, "license": str},
+                {"knobs": dict, "control": dict, "counterfactual": (dict, type(None))})
+        name = raw["name"]
+        if not name or not all(c.isalnum() or c in "-_" for c in name):
+            raise SpecError(f"{where}.name: {name!r} must be letters, digits, '-' or '_'")
+        if raw["version"] < 1:
+            raise SpecError(f"{where}.version: must be a positive integer, got {raw['version']}")
+        world_cls = WORLDS.get(raw["world"])  # UnknownNameError lists the worlds
+        knobs = world_cls.validate_knobs(raw.get("knobs") or {}, f"{where}.knobs")
+        splits = {}
+        for split, s in raw["splits"].items():
+            w = f"{where}.splits.{split}"
+            _fields(s, w, {"size": int, "seed": int}, {"knobs": dict})
+            if s["size"] < 1:
+                raise SpecError(f"{w}.size: must be at least 1, got {s['size']}")
+            extra = s.get("knobs") or {}
+            world_cls.validate_knobs({**knobs, **extra}, f"{w}.knobs")
+            splits[split] = SplitSpec(s["size"], s["seed"], dict(extra))
+        missing = [s for s in REQUIRED_SPLITS if s not in splits]
+        if missing:
+            raise SpecError(f"{where}.splits: missing split {missing[0]!r} "
+                            f"(train, val and test are required)")
+        targets = []
+        for i, t in enumerate(raw["targets"]):
+            w = f"{where}.targets[{i}]"
+            _fields(t, w, {"name": str, "kind": str}, {"chance": (int, float)})
+            if t["kind"] not in ("class", "regress"):
+                raise SpecError(f"{w}.kind: {t['kind']!r} is not valid; valid: class, regress")
+            chance = t.get("chance")
+            if chance is not None and not 0 <= chance < 1:
+                raise SpecError(f"{w}.chance: must be in [0, 1), got {chance}")
+            targets.append(TargetSpec(t["name"], t["kind"], chance))
+        if not targets:
+            raise SpecError(f"{where}.targets: list at least one target")
+        control = raw.get("control") or {}
+        _fields(control, f"{where}.control", {}, {"feature": str, "seed": int})
+        control = {"feature": "step_text", "seed": 0, **control}
+        if control["feature"] not in CONTROL_FEATURES:
+            raise SpecError(f"{where}.control.feature: {control['feature']!r} is not valid; "
+                            f"valid: {', '.join(CONTROL_FEATURES)}")
+        cf = raw.get("counterfactual")
+        if cf is not None:
+            if not world_cls.counterfactual_knobs:
+                raise SpecError(f"{where}.counterfactual: world {raw['world']!r} makes no "
+                                "counterfactual pairs; remove the field")
+            cf = world_cls.validate_knobs(cf, f"{where}.counterfactual",
+                                          knobs=world_cls.counterfactual_knobs)
+        spec = cls(name, raw["version"], raw["world"], knobs, splits, tuple(targets), control,
+                   cf, raw["description"].strip(), raw["license"])
+        spec.concrete_targets()  # validates target names against the world
+        return spec
+
+    def world_for(self, split: str | None = None) -> World:
+        extra = self.splits[split].knobs if split else {}
+        return WORLDS.get(self.world)(**{**self.knobs, **extra})
+
+    def concrete_targets(self) -> list[Target]:
+        """The label columns selected by `targets`, expanded from families."""
+        available = self.world_for().targets()
+        out: list[Target] = []
+        for t in self.targets:
+            hits = [a for a in available if a.name == t.name or a.family == t.name]
+            if not hits:
+                families = sorted({a.family for a in available})
+                raise SpecError(f"task {self.name}: target {t.name!r} is not provided by world "
+                                f"{self.world!r}; valid: {', '.join(families)}")
+            for a in hits:
+                if a.kind != t.kind:
+                    raise SpecError(f"task {self.name}: target {a.name!r} is kind {a.kind!r}, "
+                                    f"not {t.kind!r}")
+                if a not in out:
+                    out.append(a)
+        return out
+
+    def canonical(self) -> dict[str, Any]:
+        """Everything that determines the data (prose fields excluded)."""
+        return {
+            "name": self.name, "version": self.version, "world": self.world,
+            "knobs": self.knobs,
+            "splits": {k: {"size": s.size, "seed": s.seed, "knobs": s.knobs}
+                       for k, s in sorted(self.splits.items())},
+            "targets": [[t.name, t.kind, t.chance] for t in self.targets],
+            "control": self.control, "counterfactual": self.counterfactual,
+        }
+
+
+# --- task -----------------------------------------------------------------------------------
+
+class Task:
+    """A registered task: its spec, fingerprint and (cached, deterministic) data."""
+
+    def __init__(self, spec: TaskSpec, path: Path | None = None):
+        self.spec = spec
+        self.path = path
+        self.targets = spec.concrete_targets()
+        world_cls = WORLDS.get(spec.world)
+        self.fingerprint = stable_hash({"spec": spec.canonical(), "world": world_cls.name,
+                                        "world_version": world_cls.version})
+
+    name = property(lambda self: self.spec.name)
+    version = property(lambda self: self.spec.version)
+    splits = property(lambda self: list(self.spec.splits))
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, version={self.version}, fingerprint={self.fingerprint!r})"
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.spec.splits:
+            raise UserError(f"task {self.name} has no split {split!r}; splits: "
+                            + ", ".join(self.spec.splits))
+
+    def example_rng(self, split: str, index: int) -> np.random.Generator:
+        """The generator of one example: from (fingerprint, split, seed, index), never `hash()`."""
+        s = self.spec.splits[split]
+        entropy = [int(self.fingerprint, 16), zlib.crc32(split.encode()), s.seed, index]
+        return np.random.default_rng(np.random.SeedSequence(entropy))
+
+    def generate(self, split: str, index: int):
+        """Example `index` of `split`: its episode and counterfactual (None without pairs)."""
+        self._check_split(split)
+        world = self.spec.world_for(split)
+        rng = self.example_rng(split, index)
+        episode = world.episode(rng)
+        pair = (world.counterfactual(episode, rng, self.spec.counterfactual)
+                if self.spec.counterfactual is not None else None)
+        return episode, pair
+
+    def cache_dir(self) -> Path:
+        return cache_root() / "data" / f"{self.name}-v{self.version}-{self.fingerprint}"
+
+    def dataset(self, split: str):
+        """The episodes of `split` as a `datasets.Dataset` (generated once, then from cache)."""
+        return self._load(split)[0]
+
+    def pairs(self, split: str):
+        """Counterfactual pairs of `split`: `base_index` into `dataset(split)`, the intervened
+        `step` and `variable`, `readout_target`, `base_label`, `counterfactual_label`, and the
+        source episode in columns prefixed `source.`."""
+        if self.spec.counterfactual is None:
+            raise UserError(f"task {self.name} has no counterfactual pairs (its spec has no "
+                            "'counterfactual' field)")
+        return self._load(split)[1]
+
+    def _load(self, split: str):
+        import datasets
+
+        self._check_split(split)
+        folder = self.cache_dir() / split
+        if not (folder / "episodes").exists():
+            self._build(split, folder)
+        episodes = datasets.load_from_disk(str(folder / "episodes"))
+        pairs = (datasets.load_from_disk(str(folder / "pairs"))
+                 if (folder / "pairs").exists() else None)
+        return episodes, pairs
+
+    def _build(self, split: str, folder: Path) -> None:
+        import datasets
+        from tqdm.auto import tqdm
+
+        size = self.spec.splits[split].size
+        rows, pair_rows = [], []
+        for i in tqdm(range(size), desc=f"{self.name}/{split}", disable=size < 2000,
+                      leave=False):
+            episode, pair = self.generate(split, i)
+            rows.append(episode.row())
+            if pair is not None:
+                pr = {"base_index": i, "step": pair.step, "variable": pair.variable,
+                      "readout_target": pair.readout_target,
+                      "base_label": pair.base_label,
+                      "counterfactual_label": pair.counterfactual_label}
+                pr.update({f"source.{k}": v for k, v in pair.source.row().items()})
+                pair_rows.append(pr)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{split}.", dir=folder.parent))
+        try:
+            datasets.Dataset.from_list(rows).save_to_disk(str(tmp / "episodes"))
+            if self.spec.counterfactual is not None:
+                datasets.Dataset.from_list(pair_rows).save_to_disk(str(tmp / "pairs"))
+            try:
+                os.replace(tmp, folder)
+            except OSError:  # another process finished the same split first: keep theirs
+                if not (folder / "episodes").exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- discovery ------------------------------------------------------------------------------
+
+def load_spec_file(path: Path) -> TaskSpec:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}:{at} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    spec = TaskSpec.parse(raw, where=str(path))
+    if spec.name != path.stem:
+        raise SpecError(f"{path}: name {spec.name!r} must match the file name {path.stem!r}")
+    return spec
+
+
+def _entry_points() -> list[Any]:
+    """Objects registered under `probekit.tasks`: World subclasses, or folders of task YAML."""
+    found = []
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as e:  # a broken plugin must not break every command
+            raise UserError(f"entry point {ep.name!r} in group {ENTRY_POINT_GROUP} failed to "
+                            f"load ({type(e).__name__}: {e}); fix or uninstall that package")
+        found.append(obj() if callable(obj) and not isinstance(obj, type) else obj)
+    return found
+
+
+def task_folders(include: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """Built-in tasks, then `PROBEKIT_TASKS_PATH`, then `include`, then entry-point folders."""
+    folders = [BUILTIN_TASKS]
+    env = os.environ.get("PROBEKIT_TASKS_PATH", "")
+    folders += [Path(p) for p in env.split(os.pathsep) if p]
+    folders += [Path(p) for p in include]
+    for obj in _entry_points():
+        if isinstance(obj, type) and issubclass(obj, World):
+            if obj.name not in WORLDS:
+                WORLDS.add(obj.name, obj)
+        elif isinstance(obj, (str, os.PathLike)):
+            folders.append(Path(obj))
+    for f in folders:
+        if f != BUILTIN_TASKS and not f.is_dir():
+            raise UserError(f"task folder {str(f)!r} does not exist; pass a folder of *.yaml "
+                            "task files")
+    return folders
+
+
+@functools.lru_cache(maxsize=None)
+def _registry(include: tuple[str, ...], env: str) -> Registry[Task]:
+    reg: Registry[Task] = Registry("task")
+    for folder in task_folders(include):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*.y*ml")):
+            if path.suffix not in (".yaml", ".yml"):
+                continue
+            if path.stem in reg:
+                raise UserError(f"task {path.stem!r} is defined twice ({path}); rename one")
+            reg.add(path.stem, loader=functools.partial(lambda p: Task(load_spec_file(p), p),
+                                                        path))
+    return reg
+
+
+def registry(include: Iterable[str | os.PathLike] = ()) -> Registry[Task]:
+    """The task registry for these include folders (plus the built-in and environment ones)."""
+    return _registry(tuple(str(p) for p in include), os.environ.get("PROBEKIT_TASKS_PATH", ""))
+
+
+def load_task(name: str, include: Iterable[str | os.PathLike] = ()) -> Task:
+    """The registered task `name`; unknown names fail with the closest registered ones."""
+    return registry(include).get(name)
+
+
+def list_tasks(include: Iterable[str | os.PathLike] = ()) -> list[str]:
+    return registry(include).names()
