@@ -324,8 +324,9 @@ def task_folders(include: Iterable[str | os.PathLike] = ()) -> list[Path]:
     return folders
 
 
-@functools.lru_cache(maxsize=None)
-def _registry(include: tuple[str, ...], env: str) -> Registry[Task]:
+def registry(include: Iterable[str | os.PathLike] = ()) -> Registry[Task]:
+    """The task registry for these include folders (plus the built-in and environment ones),
+    read afresh so that new files are seen; each task's spec is parsed on first use."""
     reg: Registry[Task] = Registry("task")
     for folder in task_folders(include):
         if not folder.is_dir():
@@ -335,14 +336,12 @@ def _registry(include: tuple[str, ...], env: str) -> Registry[Task]:
                 continue
             if path.stem in reg:
                 raise UserError(f"task {path.stem!r} is defined twice ({path}); rename one")
-            reg.add(path.stem, loader=functools.partial(lambda p: Task(load_spec_file(p), p),
-                                                        path))
+            reg.add(path.stem, loader=functools.partial(_load_file, path))
     return reg
 
 
-def registry(include: Iterable[str | os.PathLike] = ()) -> Registry[Task]:
-    """The task registry for these include folders (plus the built-in and environment ones)."""
-    return _registry(tuple(str(p) for p in include), os.environ.get("PROBEKIT_TASKS_PATH", ""))
+def _load_file(path: Path) -> Task:
+    return Task(load_spec_file(path), path)
 
 
 def load_task(name: str, include: Iterable[str | os.PathLike] = ()) -> Task:

@@ -1,0 +1,49 @@
+"""Model adapters: `load_model` turns a folder, a shipped checkpoint name, a Hub id or an
+`Adapter` into the one interface that extraction and probes use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from probekit.adapters.base import Adapter, Batch, ModelIdentity, resolve_device
+from probekit.adapters.hf import HFAdapter, looks_like_hub_id
+from probekit.errors import ModelError, UserError
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+def shipped_checkpoints() -> list[str]:
+    """Names of the checkpoints that ship inside the package (`probekit eval NAME`)."""
+    if not CHECKPOINTS.is_dir():
+        return []
+    return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file())
+
+
+def load_model(model: str | Path | Adapter, *, device: str | torch.device = "auto",
+               revision: str | None = None, trust_remote_code: bool = False,
+               truncate: bool = False) -> Adapter:
+    """An adapter for `model`: an Adapter as is; else a local folder, else a shipped checkpoint
+    name, else a Hub id (`trust_remote_code` stays off unless asked)."""
+    if isinstance(model, Adapter):
+        return model
+    if isinstance(model, torch.nn.Module):
+        raise UserError("wrap a torch.nn.Module in an Adapter (probekit.adapters) that names its "
+                        "layers and input kind before evaluating it")
+    name = str(model)
+    path = Path(name).expanduser()
+    if not path.exists() and name in shipped_checkpoints():
+        path = CHECKPOINTS / name
+        return HFAdapter.from_pretrained(str(path), device=device, model_id=f"probekit/{name}",
+                                         truncate=truncate)
+    if not path.exists() and not looks_like_hub_id(name):
+        shipped = ", ".join(shipped_checkpoints()) or "none"
+        raise ModelError(f"model path {name!r} does not exist; pass a checkpoint folder, a Hub "
+                         f"id (org/name) or a shipped checkpoint ({shipped})")
+    return HFAdapter.from_pretrained(name, revision=revision, device=device,
+                                     trust_remote_code=trust_remote_code, truncate=truncate)
+
+
+__all__ = ["Adapter", "Batch", "ModelIdentity", "HFAdapter", "load_model", "resolve_device",
+           "shipped_checkpoints"]

@@ -1,0 +1,128 @@
+"""The model adapter contract: identity, layer names, episodes → inputs, forward, layer modules.
+
+One small interface serves every model on the NTP → JEPA spectrum; extraction and causal probes
+talk only to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from probekit.errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Who the model is: enough to tell two results apart and to file them in a store."""
+
+    id: str
+    revision: str
+    sha256: str
+    adapter: str
+    n_params: int
+    dtype: str
+    family: str | None = None  # spectrum family (e.g. "ntp", "jepa"), when known
+    alpha: float | None = None  # spectrum mixing coefficient, when known
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["spectrum"] = {"family": d.pop("family"), "alpha": d.pop("alpha")}
+        return d
+
+
+@dataclass
+class Batch:
+    """Model inputs for a list of episodes, plus where each step (and the query) sits.
+
+    `positions[b, s]` is the input position whose latent represents step s of episode b;
+    `query_positions[b]` is the position whose output predicts the query answer (-1: none);
+    `answer_ids[b]` is the answer's token id under the model's vocabulary (-1: none).
+    """
+
+    inputs: dict[str, torch.Tensor]
+    positions: torch.Tensor
+    query_positions: torch.Tensor
+    answer_ids: torch.Tensor
+
+    def to(self, device: torch.device | str) -> "Batch":
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return Batch({k: move(v) for k, v in self.inputs.items()}, move(self.positions),
+                     move(self.query_positions), move(self.answer_ids))
+
+
+class Adapter(ABC):
+    """A model seen through probekit: subclasses wrap one kind of checkpoint."""
+
+    identity: ModelIdentity
+    model: nn.Module
+    device: torch.device
+
+    @abstractmethod
+    def layers(self) -> list[str]:
+        """Stable layer names, input side first (e.g. `embed`, `block.0`, …)."""
+
+    @abstractmethod
+    def module(self, layer: str) -> nn.Module:
+        """The module whose output (one tensor [batch, positions, dim]) is `layer`'s latents."""
+
+    @abstractmethod
+    def batch(self, episodes: list[dict[str, Any]]) -> Batch:
+        """Inputs for dataset rows (episodes), on the CPU."""
+
+    @abstractmethod
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Run the model; returns its output (token logits [B, T, V] where it has a head)."""
+
+    @abstractmethod
+    def random_init(self, seed: int) -> "Adapter":
+        """The same architecture with freshly initialised weights (the random-init baseline)."""
+
+    has_token_head: bool = False
+
+    def check_layers(self, names: list[str] | None) -> list[str]:
+        """`names` validated against `layers()` (all of them when None)."""
+        known = self.layers()
+        if not names:
+            return known
+        for n in names:
+            if n not in known:
+                raise UnknownNameError(f"layer of model {self.identity.id}", n, known)
+        return [n for n in known if n in set(names)]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """`auto` → CUDA when present, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def state_sha256(model: nn.Module) -> str:
+    """A hash of the weights themselves (names, shapes, dtypes and bytes)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def files_sha256(paths: list[Path]) -> str:
+    """A hash of weight files, streamed."""
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

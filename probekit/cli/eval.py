@@ -1,0 +1,47 @@
+"""`probekit eval MODEL --tasks …`: evaluate a checkpoint and write results."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a model on tasks and write results JSON",
+                       description="Probe a model: decodability (linear probes, control task, "
+                                   "random-init twin) on each task.")
+    p.add_argument("model", help="checkpoint folder, shipped checkpoint name or Hub id")
+    p.add_argument("--tasks", default="boxes", help="comma-separated task names")
+    p.add_argument("--out", default="results", type=Path, help="results folder (store layout)")
+    p.add_argument("--layers", default=None, help="comma-separated layer names (default: all)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-random-init", action="store_true",
+                   help="skip the random-init baseline (not recommended)")
+    p.add_argument("--include-path", action="append", default=[], metavar="DIR",
+                   help="another folder of task YAML files (repeatable)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a Hub model to run its own code (off by default)")
+    p.add_argument("--truncate", action="store_true",
+                   help="cut episodes longer than the model's context instead of failing")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from probekit.errors import UserError
+    from probekit.evaluate import evaluate
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    layers = [x.strip() for x in args.layers.split(",")] if args.layers else None
+    report = evaluate(args.model, tasks, layers=layers, device=args.device,
+                      batch_size=args.batch_size, seed=args.seed, include=args.include_path,
+                      random_init=not args.no_random_init,
+                      trust_remote_code=args.trust_remote_code, truncate=args.truncate)
+    paths = report.save(args.out)
+    print(report)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0

@@ -1,0 +1,52 @@
+"""`probekit tasks list|show`: the task registry from the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tasks", help="list and show registered tasks")
+    tsub = p.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
+    ls = tsub.add_parser("list", help="list registered tasks")
+    add_include(ls)
+    ls.set_defaults(func=cmd_list)
+    show = tsub.add_parser("show", help="show one task's spec and fingerprint")
+    show.add_argument("name")
+    add_include(show)
+    show.set_defaults(func=cmd_show)
+
+
+def add_include(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--include-path", action="append", default=[], metavar="DIR",
+                   help="another folder of task YAML files (repeatable; also PROBEKIT_TASKS_PATH)")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from probekit.tasks import registry
+
+    reg = registry(args.include_path)
+    table = Table("task", "version", "world", "targets", "pairs", "description")
+    for name in reg.names():
+        task = reg.get(name)
+        s = task.spec
+        table.add_row(name, str(s.version), s.world, str(len(task.targets)),
+                      "yes" if s.counterfactual else "no", s.description.split(". ")[0][:60])
+    Console().print(table)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from probekit.tasks import load_task
+
+    task = load_task(args.name, args.include_path)
+    print(f"# {task.name} v{task.version}  fingerprint {task.fingerprint}  ({task.path})")
+    print(yaml.safe_dump(task.spec.canonical(), sort_keys=False).rstrip())
+    print("targets: " + ", ".join(f"{t.name} ({t.kind})" for t in task.targets))
+    print(f"description: {task.spec.description}")
+    return 0

@@ -1,0 +1,461 @@
+"""Publishing a task's data: Parquet export, its Hugging Face dataset card, one-commit Hub push.
+
+The card is generated from the task spec and the generated data's statistics, so the committed
+cards in `datacards/` can be checked for staleness and an export always documents itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from probekit.errors import ProbekitError, UserError
+from probekit.io import write_text
+from probekit.tasks import Task, list_tasks, load_task
+from probekit.worlds import WORLDS, Knob, World
+
+CONFIG_FOLDERS = {"episodes": "data", "pairs": "pairs"}
+SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                   (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"))
+EPISODE_COLUMNS = {
+    "text": "the episode as text: the steps joined by spaces, then the closing question if any",
+    "step_spans": "[T × 2] character offsets (start, end) of each step in `text`",
+    "tokens": "the episode in the world's own vocabulary (token ids)",
+    "token_steps": "[T] index into `tokens` of each step's last token",
+    "obs": "[T × D] continuous observations, for latent and JEPA-style models",
+    "state": "[T × S] the true world state after each step",
+    "surface": "[T] each step's surface form (what the control task keys on)",
+    "query_span": "character span of the closing question's answer word ([-1, -1] if none)",
+    "query_answer": "the closing question's answer word (empty if none)",
+}
+PAIR_COLUMNS = {
+    "base_index": "row of the base episode in the `episodes` config, same split",
+    "step": "the intervened step",
+    "variable": "the intervened state variable",
+    "readout_target": "the target the readout is scored on",
+    "base_label": "the readout's label in the base world",
+    "counterfactual_label": "the readout's label if the model follows the source world",
+}
+CONTROL_TEXT = {
+    "step_text": "step surface form",
+    "step_text_and_index": "pair of step surface form and step position",
+}
+
+
+def shard_path(config: str, split: str) -> str:
+    """Path of a split's Parquet file inside an export (Hub layout: one shard per split)."""
+    return f"{CONFIG_FOLDERS[config]}/{split}-00000-of-00001.parquet"
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SplitStats:
+    """Sizes of one split: rows and Arrow bytes of each config, and steps per episode."""
+
+    episodes: int
+    episode_bytes: int
+    pairs: int | None
+    pair_bytes: int | None
+    steps_min: int
+    steps_max: int
+    steps_mean: float
+    label_changed: float | None  # share of pairs whose readout label differs from the base's
+
+
+@dataclass(frozen=True)
+class TargetStats:
+    """One label column on the train split: majority-class rate, or mean and std if regressed."""
+
+    name: str
+    chance: float | None
+    mean: float | None
+    std: float | None
+
+
+@dataclass(frozen=True)
+class DataStats:
+    """Everything the card reports about generated data; deterministic for a fingerprint."""
+
+    splits: dict[str, SplitStats]
+    targets: dict[str, TargetStats]
+    control_types: int
+    obs_dim: int
+    state_dim: int
+    episode_features: Any  # datasets.Features
+    pair_features: Any  # datasets.Features | None
+
+
+def _flat(column) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    return pc.list_flatten(column).to_numpy(zero_copy_only=False)
+
+
+def data_stats(task: Task) -> DataStats:
+    """Generate (or read from cache) every split of `task` and measure it."""
+    import pyarrow.compute as pc
+
+    has_pairs = task.spec.counterfactual is not None
+    splits = {}
+    for split in task.splits:
+        ds = task.dataset(split)
+        steps = pc.list_value_length(ds.data.column("step_spans")).to_numpy()
+        pairs = task.pairs(split) if has_pairs else None
+        changed = None
+        if pairs is not None and len(pairs):
+            base = np.asarray(pairs["base_label"], dtype=float)
+            cf = np.asarray(pairs["counterfactual_label"], dtype=float)
+            changed = float(np.mean(base != cf))
+        splits[split] = SplitStats(
+            episodes=len(ds), episode_bytes=int(ds.data.nbytes),
+            pairs=None if pairs is None else len(pairs),
+            pair_bytes=None if pairs is None else int(pairs.data.nbytes),
+            steps_min=int(steps.min()), steps_max=int(steps.max()),
+            steps_mean=float(steps.mean()), label_changed=changed)
+    train = task.dataset("train")
+    targets = {}
+    for t in task.targets:
+        values = _flat(train.data.column(f"label.{t.name}"))
+        if t.kind == "class":
+            counts = np.unique(values, return_counts=True)[1]
+            targets[t.name] = TargetStats(t.name, float(counts.max() / counts.sum()), None, None)
+        else:
+            values = values.astype(float)
+            targets[t.name] = TargetStats(t.name, None, float(values.mean()), float(values.std()))
+    surface = train["surface"]
+    if task.spec.control["feature"] == "step_text_and_index":
+        types = {(i, s) for row in surface for i, s in enumerate(row)}
+    else:
+        types = {s for row in surface for s in row}
+    first = train[0]
+    return DataStats(
+        splits=splits, targets=targets, control_types=len(types),
+        obs_dim=len(first["obs"][0]), state_dim=len(first["state"][0]),
+        episode_features=train.features,
+        pair_features=task.pairs("train").features if has_pairs else None)
+
+
+# --- card -----------------------------------------------------------------------------------
+
+def _size_category(n: int) -> str:
+    return next((label for limit, label in SIZE_CATEGORIES if n < limit), "n>10M")
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _value(v: Any) -> str:
+    """A knob value as it is written in YAML (JSON is valid YAML flow syntax)."""
+    return json.dumps(list(v) if isinstance(v, tuple) else v)
+
+
+def _table(header: list[str], rows: Iterable[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _knob_valid(k: Knob) -> str:
+    return k.range_text().removeprefix("valid: ").removeprefix("valid range ")
+
+
+def card_metadata(task: Task, stats: DataStats | None) -> str:
+    """The card's YAML front matter (Hub dataset-card fields), built with `DatasetCardData`."""
+    import datasets
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    spec = task.spec
+    configs = ["episodes"] + (["pairs"] if spec.counterfactual is not None else [])
+    card = DatasetCardData(
+        license=spec.license,
+        task_categories=["token-classification"],
+        size_categories=[_size_category(sum(s.size for s in spec.splits.values()))],
+        pretty_name=f"probekit {spec.name} (v{spec.version})",
+        tags=["probekit", "probing", "world-models", "interpretability", "synthetic",
+              f"world:{spec.world}"],
+        configs=[{"config_name": c, "data_files": [{"split": s, "path": shard_path(c, s)}
+                                                    for s in spec.splits],
+                  **({"default": True} if c == "episodes" else {})} for c in configs],
+    )
+    if stats is not None:
+        infos = {}
+        for c in configs:
+            episodes = c == "episodes"
+            sizes = {s: (st.episodes, st.episode_bytes) if episodes else (st.pairs, st.pair_bytes)
+                     for s, st in stats.splits.items()}
+            splits = datasets.SplitDict()
+            for s, (n, nbytes) in sizes.items():
+                splits.add(datasets.SplitInfo(s, num_bytes=nbytes, num_examples=n))
+            infos[c] = datasets.DatasetInfo(
+                features=stats.episode_features if episodes else stats.pair_features,
+                splits=splits, dataset_size=sum(b for _, b in sizes.values()))
+        DatasetInfosDict(infos).to_dataset_card_data(card)
+    return card.to_yaml()
+
+
+def render_card(task: Task, stats: DataStats | None, repo: str | None = None) -> str:
+    """The dataset card (README.md) of `task`; without `stats` it is a stub from the spec alone."""
+    spec = task.spec
+    world_cls: type[World] = WORLDS.get(spec.world)
+    world = spec.world_for()
+    repo_id = repo or "ORG/NAME"
+    out = [f"---\n{card_metadata(task, stats)}\n---\n", f"# probekit task `{spec.name}` "
+           f"(version {spec.version})\n", spec.description + "\n"]
+    if stats is None:
+        out.append(f"> Stub written from the spec alone. Statistics (chance, pair counts, sizes) "
+                   f"appear once the data is generated: `probekit data cards --task {spec.name}` "
+                   f"or `probekit data export {spec.name} --out DIR`.\n")
+    out.append(f"Generated by probekit from the task spec `{spec.name}.yaml`; every row can be "
+               "regenerated bit-identically from the spec (see *Fingerprint*).\n")
+
+    out.append(f"## World\n\n**{spec.world}** (world code version {world_cls.version}): "
+               f"{world_cls.description}\n")
+    obs_dim = "" if stats is None else f" (D = {stats.obs_dim})"
+    state_dim = "" if stats is None else f" (S = {stats.state_dim})"
+    out.append("Every episode is a sequence of T steps given in three views of the same events: "
+               f"`text` with `step_spans` for models with their own tokenizer; `tokens` with "
+               f"`token_steps` in the world's own vocabulary of {len(world.vocabulary())} words; "
+               f"`obs`, D floats per step{obs_dim}, for latent and JEPA-style models. `state`, S "
+               f"values per step{state_dim}, and one `label.<target>` column per target hold the "
+               "truth after each step.\n")
+    rows = [[f"`{c}`", d] for c, d in EPISODE_COLUMNS.items()]
+    rows.append(["`label.<target>`", "[T] the target's label after each step (see *Targets*)"])
+    out.append("### Columns of `episodes`\n\n" + _table(["column", "content"], rows) + "\n")
+
+    declared = {t.name: t.chance for t in spec.targets if t.chance is not None}
+    rows = []
+    for t in task.targets:
+        st = stats.targets[t.name] if stats else None
+        if t.kind == "class":
+            chance = _fmt(st.chance if st else None)
+        else:
+            chance = "—" if st is None else f"R² 0 (mean {st.mean:.3f}, std {st.std:.3f})"
+        spec_chance = declared.get(t.name, declared.get(t.family))
+        if spec_chance is not None:
+            chance += f" (spec: {spec_chance})"
+        rows.append([f"`{t.name}`", t.kind, t.n_classes if t.n_classes is not None else "—",
+                     chance])
+    out.append("## Targets\n\nOne label per step. *Chance* is the majority-class rate over all "
+               "steps of the train split: the accuracy of always guessing the most frequent "
+               "label. Probe scores are reported against it (and against the control task "
+               "below).\n\n" + _table(["target", "kind", "classes", "chance"], rows) + "\n")
+
+    ctl = spec.control
+    types = "" if stats is None else (f" The train split holds {stats.control_types} distinct "
+                                      "types.")
+    out.append(f"## Control task\n\nControl labels (Hewitt & Liang 2019) give each distinct "
+               f"{CONTROL_TEXT[ctl['feature']]} (`{ctl['feature']}`) a fixed random label "
+               f"drawn with seed {ctl['seed']} from the target's label distribution; "
+               f"selectivity is probe accuracy minus control accuracy.{types}\n")
+
+    if spec.counterfactual is not None:
+        how = " ".join((inspect.getdoc(world_cls.counterfactual) or "").split())
+        knobs = {k.name: k for k in world_cls.counterfactual_knobs}
+        rows = [[f"`{name}`", _value(v), knobs[name].doc] for name, v in
+                spec.counterfactual.items()]
+        text = ("## Counterfactual pairs\n\nThe `pairs` config holds one row per base "
+                "episode that admits a minimal counterfactual: a source episode that differs "
+                "from its base in one intervened variable at one step, and the label the "
+                "readout must take if the model follows the source world. An interchange "
+                "intervention patches the source's latents into the base run at that step; "
+                f"interchange-intervention accuracy is the share of pairs whose readout "
+                f"follows. {how}\n\n" + _table(["setting", "value", "meaning"], rows) + "\n\n")
+        rows = [[f"`{c}`", d] for c, d in PAIR_COLUMNS.items()]
+        rows.append(["`source.<column>`", "the source episode, same columns as `episodes`"])
+        text += _table(["column", "content"], rows) + "\n"
+        if stats is not None:
+            rows = [[s, st.pairs, _fmt(st.pairs / st.episodes), _fmt(st.label_changed)]
+                    for s, st in stats.splits.items()]
+            text += ("\n" + _table(["split", "pairs", "pairs per episode",
+                                    "readout label changed"], rows) + "\n")
+        out.append(text)
+
+    rows = [[f"`{k.name}`", _value(spec.knobs[k.name]), _value(k.default), _knob_valid(k),
+             k.doc] for k in world_cls.knobs]
+    out.append("## Knobs\n\nThe world's difficulty knobs: this task's value, the world's default "
+               "and the valid range (checked when the spec loads).\n\n"
+               + _table(["knob", "value", "default", "valid", "meaning"], rows) + "\n")
+
+    rows = []
+    for name, s in spec.splits.items():
+        extra = ", ".join(f"{k}={_value(v)}" for k, v in s.knobs.items()) or "—"
+        st = stats.splits[name] if stats else None
+        steps = "—" if st is None else f"{st.steps_min} / {st.steps_mean:.1f} / {st.steps_max}"
+        pairs = "—" if st is None or st.pairs is None else st.pairs
+        rows.append([name, s.size, pairs, s.seed, extra, steps])
+    out.append("## Splits\n\nEach split is drawn with its own seed; a split's knobs override "
+               "the task's.\n\n" + _table(["split", "episodes", "pairs", "seed", "knobs",
+                                           "steps (min / mean / max)"], rows) + "\n")
+
+    out.append(f"## Fingerprint\n\n`{task.fingerprint}`: a hash of the canonical spec and the "
+               "world's code version. The same fingerprint means byte-identical data; "
+               "results computed on different fingerprints are never ranked together.\n")
+
+    data_files = ", ".join(f'"{s}": "DIR/{shard_path("episodes", s)}"' for s in spec.splits)
+    pairs_load = (f'pairs = load_dataset("{repo_id}", "pairs", split="test")\n'
+                  if spec.counterfactual is not None else "")
+    out.append(
+        "## Loading\n\n```python\nfrom datasets import load_dataset\n\n"
+        f"# from the Hub, after `probekit data push {spec.name} --repo {repo_id}`\n"
+        f'episodes = load_dataset("{repo_id}", "episodes")\n{pairs_load}\n'
+        f"# from a local export, after `probekit data export {spec.name} --out DIR`\n"
+        'episodes = load_dataset("DIR", "episodes")  # the folder reads like the Hub repo\n'
+        f'episodes = load_dataset("parquet", data_files={{{data_files}}})\n\n'
+        "# or regenerate it bit-identically\nfrom probekit.tasks import load_task\n\n"
+        f'task = load_task("{spec.name}")\nassert task.fingerprint == "{task.fingerprint}"\n'
+        'train = task.dataset("train")\n```\n')
+
+    out.append(
+        "## Citation\n\nCite the task by name, version and fingerprint, and the work its "
+        "world follows where the description names one.\n\n```bibtex\n"
+        f"@misc{{probekit_{spec.name.replace('-', '_')}_v{spec.version},\n"
+        f"  title = {{probekit task {spec.name}, version {spec.version}}},\n"
+        f"  note  = {{World {spec.world} (code version {world_cls.version}); "
+        f"fingerprint {task.fingerprint}}}\n}}\n```\n")
+    return "\n".join(out)
+
+
+def card(task: Task, repo: str | None = None) -> str:
+    """The full dataset card of `task` (generates its data if it is not cached)."""
+    return render_card(task, data_stats(task), repo)
+
+
+# --- export ---------------------------------------------------------------------------------
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"output folder {str(out)!r} exists and is not empty; pass a new or "
+                        "empty folder")
+
+
+def _write_export(task: Task, folder: Path, repo: str | None) -> None:
+    for split in task.splits:
+        target = folder / shard_path("episodes", split)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        task.dataset(split).to_parquet(str(target))
+        if task.spec.counterfactual is not None:
+            target = folder / shard_path("pairs", split)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            task.pairs(split).to_parquet(str(target))
+    (folder / "README.md").write_text(card(task, repo), encoding="utf-8")
+
+
+def export(task: Task, out: str | os.PathLike, repo: str | None = None) -> Path:
+    """Write every split as Parquet plus the dataset card `README.md` into `out`, atomically:
+    everything goes to a temporary folder beside `out`, renamed onto it at the end."""
+    out = Path(out)
+    _check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
+    try:
+        _write_export(task, tmp, repo)
+        _check_out(out)
+        if out.exists():
+            out.rmdir()
+        os.rename(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+# --- cards folder ---------------------------------------------------------------------------
+
+def write_cards(out: str | os.PathLike, names: Iterable[str] | None = None,
+                include: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """Write the card of each task (default: every registered task) to `out/<task>.md`."""
+    include = list(include)
+    names = list_tasks(include) if names is None else list(names)
+    return [write_text(Path(out) / f"{n}.md", card(load_task(n, include))) for n in names]
+
+
+def stale_cards(folder: str | os.PathLike, names: Iterable[str] | None = None,
+                include: Iterable[str | os.PathLike] = ()) -> list[str]:
+    """One line per card in `folder` that is missing or differs from a fresh one, and (when
+    checking every task) per card whose task is not registered."""
+    folder, include = Path(folder), list(include)
+    registered = list_tasks(include)
+    fix = "regenerate with `probekit data cards --out " + " --include-path ".join(
+        str(p) for p in [folder, *include]) + "`"
+    problems = []
+    for n in registered if names is None else names:
+        path = folder / f"{n}.md"
+        if not path.exists():
+            problems.append(f"{path} is missing; {fix}")
+        elif path.read_text(encoding="utf-8") != card(load_task(n, include)):
+            problems.append(f"{path} is stale (spec or data changed); {fix}")
+    if names is None:
+        problems += [f"{p} has no registered task; delete it" for p in sorted(folder.glob("*.md"))
+                     if p.stem not in registered]
+    return problems
+
+
+# --- push -----------------------------------------------------------------------------------
+
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+def check_repo_id(repo: str) -> str:
+    """`repo` if it is a valid `ORG/NAME` Hub dataset id, else a UserError saying why."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as e:
+        raise UserError(f"repo id {repo!r} is not valid: {e}") from None
+    if not REPO_ID.fullmatch(repo):
+        raise UserError(f"repo id {repo!r} is not valid: write it as ORG/NAME (letters, digits, "
+                        "'-', '_' or '.')")
+    return repo
+
+
+def push(task: Task, repo: str, *, endpoint: str | None = None, private: bool = False,
+         create_pr: bool = False):
+    """Export `task` and upload it to the Hub dataset repo `repo` in one commit (or one pull
+    request); returns huggingface_hub's `CommitInfo`. The token comes from huggingface_hub's
+    usual places (`HF_TOKEN`, `hf auth login`) and is never printed."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    check_repo_id(repo)
+    api = HfApi(endpoint=endpoint)
+    with tempfile.TemporaryDirectory(prefix=f"probekit-{task.name}-") as tmp:
+        folder = export(task, Path(tmp) / "export", repo=repo)
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(),
+                                         path_or_fileobj=str(p)) for p in files]
+        try:
+            api.create_repo(repo, repo_type="dataset", private=True if private else None,
+                            exist_ok=True)
+            return api.create_commit(
+                repo, operations, repo_type="dataset", create_pr=create_pr,
+                commit_message=f"probekit task {task.name} v{task.version}",
+                commit_description=f"Data and card of task {task.name}, version {task.version},"
+                                   f" fingerprint {task.fingerprint}.")
+        except OfflineModeIsEnabled:
+            raise UserError("cannot push while HF_HUB_OFFLINE is set; unset it to publish "
+                            "to the Hub") from None
+        except HfHubHTTPError as e:
+            status = e.response.status_code if e.response is not None else None
+            if status in (401, 403):
+                raise UserError(f"the Hub refused {repo!r} (HTTP {status}): log in with "
+                                "`hf auth login` or set HF_TOKEN to a token with write "
+                                "access") from None
+            raise ProbekitError(f"push to {repo!r} failed: "
+                                f"{str(e).splitlines()[0]}") from None

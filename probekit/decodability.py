@@ -1,0 +1,139 @@
+"""Decodability: linear probes per layer × target, a control task and a random-init twin.
+
+The layer is chosen on the validation split and reported on test with a bootstrap 95% interval
+over test episodes. Scores are normalised so chance is 0 and perfect is 1 before they are
+averaged over targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from probekit.errors import DataError
+from probekit.probes import fit_linear_probes
+from probekit.probes.control import ControlTask, surface_keys
+from probekit.tasks import Task
+from probekit.worlds import Target
+
+SPLITS = ("train", "val", "test")
+PROBE_KIND = {"class": "logistic", "regress": "ridge"}
+METRIC = {"class": "accuracy", "regress": "r2"}
+
+
+@dataclass(frozen=True)
+class ProbeData:
+    """Flattened probe inputs of one split: X [L, N·S, D], Y [N·S, targets], control keys."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    keys: np.ndarray
+    n_episodes: int
+    n_steps: int
+
+
+def probe_data(task: Task, split: str, latents: np.ndarray, targets: list[Target]) -> ProbeData:
+    """`latents` [L, N, S, D] from extraction, with the split's labels and control keys."""
+    ds = task.dataset(split)
+    L, N, S, D = latents.shape
+    Y = np.stack([np.asarray(ds[f"label.{t.name}"], dtype=np.float64).reshape(-1)
+                  for t in targets], axis=1)
+    keys = surface_keys(ds["surface"], task.spec.control["feature"])
+    return ProbeData(latents.reshape(L, N * S, D), Y, keys, N, S)
+
+
+def chance_levels(task: Task, targets: list[Target], y_train: np.ndarray) -> np.ndarray:
+    """Per target: the spec's chance, else the majority-class rate on train (0 for regression,
+    whose metric R² is already 0 at the mean)."""
+    spec_chance = {t.name: t.chance for t in task.spec.targets}
+    out = []
+    for j, t in enumerate(targets):
+        given = spec_chance.get(t.name, spec_chance.get(t.family))
+        if given is not None:
+            out.append(given)
+        elif t.kind == "class":
+            _, counts = np.unique(y_train[:, j], return_counts=True)
+            out.append(counts.max() / counts.sum())
+        else:
+            out.append(0.0)
+    return np.asarray(out)
+
+
+def normalise(score: np.ndarray, chance: np.ndarray) -> np.ndarray:
+    return (score - chance) / np.maximum(1 - chance, 1e-12)
+
+
+@dataclass
+class ProbeScores:
+    """Raw metric per split, [L, targets], and test predictions [L, N·S, targets]."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    test_pred: np.ndarray
+
+
+def fit_scores(data: dict[str, ProbeData], Y: dict[str, np.ndarray], targets: list[Target],
+               device: str, seed: int) -> ProbeScores:
+    """Fit one probe per layer × target (logistic for class targets, ridge for regression) with
+    the regularisation chosen on val; score every split."""
+    L = data["train"].X.shape[0]
+    out = {s: np.zeros((L, len(targets))) for s in SPLITS}
+    pred = np.zeros((L, data["test"].X.shape[1], len(targets)))
+    for kind in ("class", "regress"):
+        cols = [j for j, t in enumerate(targets) if t.kind == kind]
+        if not cols:
+            continue
+        for j in cols:
+            if kind == "class" and len(np.unique(Y["train"][:, j])) < 2:
+                raise DataError(f"target {targets[j].name} has a single class in the train split;"
+                                " drop it from the task's targets or enlarge the split")
+        probes = fit_linear_probes(
+            data["train"].X, Y["train"][:, cols], kind=PROBE_KIND[kind],
+            X_val=data["val"].X, Y_val=Y["val"][:, cols], device=device, seed=seed)
+        for s in SPLITS:
+            out[s][:, cols] = probes.score(data[s].X, Y[s][:, cols])
+        pred[:, :, cols] = probes.predict(data["test"].X)
+    return ProbeScores(out["train"], out["val"], out["test"], pred)
+
+
+def control_labels(task: Task, targets: list[Target], data: dict[str, ProbeData]
+                   ) -> dict[str, np.ndarray]:
+    """Control labels for every split, one column per target."""
+    seed = task.spec.control["seed"]
+    out = {s: np.zeros_like(data[s].Y) for s in SPLITS}
+    for j, t in enumerate(targets):
+        ctl = ControlTask(seed).fit(data["train"].keys, data["train"].Y[:, j], t.name)
+        for s in SPLITS:
+            out[s][:, j] = ctl.labels(data[s].keys)
+    return out
+
+
+def choose_layer(val: np.ndarray, chance: np.ndarray) -> int:
+    """The layer with the best mean normalised validation score."""
+    return int(np.argmax(normalise(val, chance).mean(axis=1)))
+
+
+def bootstrap_ci(pred: np.ndarray, y: np.ndarray, targets: list[Target], chance: np.ndarray,
+                 n_episodes: int, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the normalised mean score, resampling whole test episodes."""
+    S = len(y) // n_episodes
+    rng = np.random.default_rng(seed)
+    W = rng.multinomial(n_episodes, np.full(n_episodes, 1 / n_episodes), size=n_boot)  # [B, N]
+    scores = []
+    for j, t in enumerate(targets):
+        p = pred[:, j].reshape(n_episodes, S)
+        yy = y[:, j].reshape(n_episodes, S)
+        if t.kind == "class":
+            per_ep = (p == yy).sum(axis=1)
+            scores.append(W @ per_ep / (W.sum(axis=1) * S))
+        else:
+            sse = W @ ((p - yy) ** 2).sum(axis=1)
+            n = W.sum(axis=1) * S
+            sum_y, sum_y2 = W @ yy.sum(axis=1), W @ (yy ** 2).sum(axis=1)
+            sst = sum_y2 - sum_y ** 2 / n
+            scores.append(1 - sse / np.maximum(sst, 1e-12))
+    norm = normalise(np.stack(scores, axis=1), chance).mean(axis=1)
+    lo, hi = np.percentile(norm, [2.5, 97.5])
+    return float(lo), float(hi)

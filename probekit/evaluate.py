@@ -1,0 +1,121 @@
+"""`evaluate`: one call from a model and task names to `probekit.result/1` records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterable, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from probekit.adapters import Adapter, load_model
+from probekit.decodability import (METRIC, SPLITS, choose_layer, bootstrap_ci, chance_levels,
+                                   control_labels, fit_scores, normalise, probe_data)
+from probekit.extraction import extract
+from probekit.report import Report
+from probekit.results import SCHEMA, run_id
+from probekit.tasks import Task, load_task
+
+
+def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
+             layers: Sequence[str] | None = None, device: str = "auto", batch_size: int = 32,
+             seed: int = 0, include: Iterable[str | Path] = (), random_init: bool = True,
+             trust_remote_code: bool = False, truncate: bool = False,
+             progress: bool = True) -> Report:
+    """Probe `model` on each task: decodability (probes + control + random-init twin) per layer.
+
+    `model` is a checkpoint folder, a shipped checkpoint name, a Hub id or an `Adapter`.
+    """
+    adapter = load_model(model, device=device, trust_remote_code=trust_remote_code,
+                         truncate=truncate)
+    layer_names = adapter.check_layers(list(layers) if layers else None)
+    loaded = [load_task(name, include) for name in tasks]  # fail on a bad name before any work
+    twin = adapter.random_init(seed) if random_init else None
+    results = [evaluate_task(adapter, twin, task, layer_names, batch_size=batch_size, seed=seed,
+                             progress=progress) for task in loaded]
+    return Report(results)
+
+
+def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: list[str], *,
+                  batch_size: int = 32, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+    """One `probekit.result/1` record for (adapter, task)."""
+    t0 = time.perf_counter()
+    targets = task.targets
+    device = str(adapter.device)
+
+    def latents_of(a: Adapter):
+        return {s: probe_data(task, s, extract(a, task, s, layers, batch_size=batch_size,
+                                               progress=progress).stack(), targets)
+                for s in SPLITS}
+
+    data = latents_of(adapter)
+    twin_data = latents_of(twin) if twin is not None else None
+    t_extract = time.perf_counter() - t0
+
+    Y = {s: data[s].Y for s in SPLITS}
+    chance = chance_levels(task, targets, Y["train"])
+    scores = fit_scores(data, Y, targets, device, seed)
+    control = fit_scores(data, control_labels(task, targets, data), targets, device, seed)
+    twin_scores = fit_scores(twin_data, Y, targets, device, seed) if twin_data else None
+    t_probe = time.perf_counter() - t0 - t_extract
+
+    best = choose_layer(scores.val, chance)
+    value = float(normalise(scores.test[best], chance).mean())
+    ctl = float(normalise(control.test[best], chance).mean())
+    lo, hi = bootstrap_ci(scores.test_pred[best], Y["test"], targets, chance,
+                          data["test"].n_episodes, seed=seed)
+    rand = None
+    if twin_scores is not None:
+        twin_best = choose_layer(twin_scores.val, chance)
+        rand = float(normalise(twin_scores.test[twin_best], chance).mean())
+
+    per_layer = []
+    for i, layer in enumerate(layers):
+        for j, t in enumerate(targets):
+            per_layer.append({
+                "layer": layer, "target": t.name, "metric": METRIC[t.kind],
+                "chance": float(chance[j]), "train": float(scores.train[i, j]),
+                "val": float(scores.val[i, j]), "test": float(scores.test[i, j]),
+                "control": float(control.test[i, j]),
+                "random_init": None if twin_scores is None else float(twin_scores.test[i, j]),
+            })
+    result = {
+        "schema": SCHEMA,
+        "run_id": "",
+        "model": adapter.identity.as_dict(),
+        "task": {"name": task.name, "version": task.version, "fingerprint": task.fingerprint,
+                 "n_train": data["train"].n_episodes, "n_val": data["val"].n_episodes,
+                 "n_test": data["test"].n_episodes},
+        "probe": {"kind": "+".join(sorted({("logistic" if t.kind == "class" else "ridge")
+                                           for t in targets})),
+                  "regularisation": "l2, strength chosen on val", "selection": "val",
+                  "seed": seed},
+        "scores": {
+            "decodability": {"value": value, "ci95": [lo, hi], "layer": layers[best],
+                             "control": ctl, "selectivity": value - ctl, "random_init": rand},
+            "causality": None,
+            "world_model_score": None,
+            "verdict": None,
+        },
+        "per_layer": per_layer,
+        "env": environment(device),
+        "timings": {"extract_s": round(t_extract, 3), "probe_s": round(t_probe, 3),
+                    "total_s": round(time.perf_counter() - t0, 3)},
+    }
+    result["run_id"] = run_id(result)
+    return result
+
+
+def environment(device: str) -> dict[str, str]:
+    def version(pkg: str) -> str | None:
+        try:
+            return metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            return None
+
+    env = {p: version(p) for p in ("probekit", "torch", "transformers", "captum")}
+    env["device"] = device
+    env["date"] = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    return env
+
