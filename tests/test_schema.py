@@ -1,0 +1,178 @@
+"""`probekit.result/1`: the shipped JSON Schema, the validator and the task checks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from probekit import schema
+from probekit.errors import ResultError
+from probekit.results import run_id
+from tests.result_factory import EXAMPLE, example, make, summarise
+
+
+def test_schema_file_is_a_valid_draft_2020_12_schema_shipped_in_the_package():
+    assert schema.SCHEMA_FILE.parent.name == "schema"
+    jsonschema.Draft202012Validator.check_schema(schema.schema())
+    assert schema.schema()["properties"]["schema"] == {"const": "probekit.result/1"}
+
+
+def test_example_round_trips_unchanged():
+    text = EXAMPLE.read_text()
+    loaded = schema.load(EXAMPLE)
+    schema.check_task(loaded)
+    again = schema.loads(json.dumps(loaded, indent=2) + "\n")
+    assert again == loaded == json.loads(text)
+    assert loaded["run_id"] == run_id(loaded)
+
+
+def test_causality_may_be_absent_or_null_and_spectrum_unknown():
+    r = make(iia=None, family=None, alpha=None)
+    schema.validate(r)
+    del r["scores"]["causality"], r["scores"]["verdict"], r["scores"]["world_model_score"]
+    schema.validate(r)
+
+
+def _edit(change, resummarise=False, rehash=True):
+    r = example()
+    change(r)
+    if resummarise:
+        summarise(r)
+    elif rehash and "sha256" in r["model"]:
+        r["run_id"] = run_id(r)
+    return r
+
+
+def _set(path: str, value):
+    def change(r):
+        *head, last = path.split(".")
+        node = r
+        for key in head:
+            node = node[int(key)] if key.isdigit() else node[key]
+        node[int(last) if last.isdigit() else last] = value
+    return change
+
+
+def _delete(path: str):
+    def change(r):
+        *head, last = path.split(".")
+        node = r
+        for key in head:
+            node = node[key]
+        del node[last]
+    return change
+
+
+def _chosen_row(r):
+    layer = r["scores"]["decodability"]["layer"]
+    return next(row for row in r["per_layer"] if row["layer"] == layer)
+
+
+def _shift_chosen_test(r):
+    _chosen_row(r)["test"] += 0.01
+
+
+INVALID = {
+    "wrong schema version": (_set("schema", "probekit.result/2"),
+                             "schema 'probekit.result/2' is not supported"),
+    "missing model field": (_delete("model.sha256"),
+                            "model: 'sha256' is a required property"),
+    "missing scores": (_delete("scores"), "'scores' is a required property"),
+    "unknown field": (_set("task.split", "test"), "task: Additional properties"),
+    "NaN score": (_set("scores.decodability.value", math.nan),
+                  "scores.decodability.value is nan"),
+    "infinite per-layer score": (_set("per_layer.3.val", math.inf),
+                                 "per_layer[3].val is inf"),
+    "accuracy above 1": (_set("per_layer.0.train", 1.2), "per_layer[0].train: 1.2 is greater"),
+    "bad verdict": (_set("scores.verdict", "maybe"), "scores.verdict: 'maybe' is not one of"),
+    "edited after the run": (_set("probe.seed", 5), "does not match its content"),
+    "value off per_layer": (_set("scores.decodability.value", 0.5),
+                            "decodability.value is 0.5 but per_layer gives"),
+    "per_layer off value": (_shift_chosen_test, "decodability.value is"),
+    "control off per_layer": (_set("scores.decodability.control", 0.2),
+                              "decodability.control is 0.2"),
+    "selectivity not value - control": (_set("scores.decodability.selectivity", 0.7),
+                                        "decodability.selectivity is 0.7 but value - control"),
+    "chosen layer without rows": (_set("scores.decodability.layer", "block.9"),
+                                  "decodability.layer 'block.9' has no per_layer rows"),
+    "random_init of no layer": (_set("scores.decodability.random_init", 0.9),
+                                "is not the normalised mean random_init of any layer"),
+    "random_init missing in rows": (_set("per_layer.0.random_init", None),
+                                    "random_init must be given in every per_layer row"),
+    "duplicate per_layer row": (lambda r: r["per_layer"].append(dict(r["per_layer"][0])),
+                                "two rows for layer 'embed'"),
+    "ragged per_layer grid": (lambda r: r["per_layer"].pop(),
+                              "target 'count.box3' is in some layers but not in layer 'block.2'"),
+    "interval upside down": (_set("scores.decodability.ci95", [0.8, 0.6]), "has lo > hi"),
+    "verdict without causality": (_set("scores.causality", None), "needs a causality block"),
+    "model escaping the store": (_set("model.id", "../../x"), "cannot be used as a file name"),
+}
+
+
+@pytest.mark.parametrize("case", INVALID, ids=list(INVALID))
+def test_invalid_results_are_rejected_with_a_clear_message(case):
+    change, message = INVALID[case]
+    rehash = case != "edited after the run"
+    r = _edit(change, rehash=rehash)
+    with pytest.raises(ResultError, match="^r.json: ") as e:
+        schema.validate(r, where="r.json")
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_json_numbers_are_refused_when_parsing(token):
+    text = EXAMPLE.read_text().replace('"world_model_score": ', f'"world_model_score": {token}, '
+                                       '"_": ', 1)
+    with pytest.raises(ResultError, match=f"not valid JSON .*{token}.*write null"):
+        schema.loads(text, "r.json")
+
+
+def test_task_fingerprint_version_and_targets_are_checked_against_the_registry():
+    bad_fp = _edit(_set("task.fingerprint", "0123456789abcdef"))
+    with pytest.raises(ResultError, match="does not match boxes v1 here"):
+        schema.check_task(bad_fp)
+    bad_version = _edit(_set("task.version", 2))
+    with pytest.raises(ResultError, match="version 1 here but the result is for version 2"):
+        schema.check_task(bad_version)
+    renamed = _edit(lambda r: [row.update(target=row["target"].replace("apple", "pear"))
+                               for row in r["per_layer"]])
+    with pytest.raises(ResultError, match="per_layer targets differ from task 'boxes'"):
+        schema.check_task(renamed)
+
+
+def test_unregistered_tasks_are_refused_unless_allowed():
+    r = _edit(_set("task.name", "maze-unregistered"))
+    with pytest.raises(ResultError, match="not registered here.*--allow-unregistered"):
+        schema.check_task(r)
+    schema.check_task(r, allow_unregistered=True)
+
+
+def test_a_task_from_an_include_path_is_checked(tiny_task_dir):
+    r = _edit(_set("task.name", "boxes-tiny"))
+    with pytest.raises(ResultError, match="does not match boxes-tiny v1"):
+        schema.check_task(r, include=[tiny_task_dir])
+
+
+@settings(max_examples=25, deadline=None)
+@given(quality=st.floats(0.05, 1.0), iia=st.none() | st.floats(0.0, 1.0),
+       alpha=st.none() | st.floats(0.0, 1.0))
+def test_consistent_results_validate(quality, iia, alpha):
+    schema.validate(make(quality=quality, iia=iia, alpha=alpha))
+
+
+@settings(max_examples=25, deadline=None)
+@given(row=st.integers(0, 9), delta=st.floats(1e-4, 0.05) | st.floats(-0.05, -1e-4))
+def test_any_change_to_a_chosen_layer_score_is_caught(row, delta):
+    r = example()
+    layer = r["scores"]["decodability"]["layer"]
+    rows = [x for x in r["per_layer"] if x["layer"] == layer]
+    rows[row]["test"] += delta  # chosen-layer accuracies are below 0.9: stays a valid rate
+    r["run_id"] = run_id(r)
+    with pytest.raises(ResultError, match="decodability.value is"):
+        schema.validate(r)
