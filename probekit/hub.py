@@ -1,0 +1,166 @@
+"""Publishing results to the Hub: one commit to a dataset repo, opened as a pull request, with
+the store layout; optionally one `.eval_results/` pull request per model repo.
+
+Tokens come from the usual huggingface_hub login (`HfApi()` finds them) and are never printed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from probekit.errors import ProbekitError, UserError
+from probekit.store import encode, path_in_store
+
+SOURCE_NAME = "probekit leaderboard"
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit to open as a pull request: files by path in the repo."""
+
+    repo_id: str
+    repo_type: str
+    files: dict[str, bytes]
+    message: str
+    description: str
+
+    def describe(self, endpoint: str) -> str:
+        """The exact operations, for `--dry-run`."""
+        lines = [f"create_commit {self.repo_type} {self.repo_id} at {endpoint} "
+                 f"(create_pr=True): {self.message}"]
+        for path, data in self.files.items():
+            digest = hashlib.sha256(data).hexdigest()
+            lines.append(f"  add {path} ({len(data)} bytes, sha256 {digest})")
+            if path.endswith(".yaml"):
+                lines += [f"    {line}" for line in data.decode().splitlines()]
+        return "\n".join(lines)
+
+
+def check_repo_id(repo_id: str, what: str) -> str:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise UserError(f"{what} {repo_id!r} is not a Hub repo id; use ORG/NAME") from None
+    if "/" not in repo_id:
+        raise UserError(f"{what} {repo_id!r} has no organisation; use ORG/NAME")
+    return repo_id
+
+
+def results_commit(results: Sequence[dict[str, Any]], repo_id: str) -> Commit:
+    """The store files of `results` as one commit to the dataset repo `repo_id`."""
+    check_repo_id(repo_id, "dataset repo")
+    files = {str(path_in_store(r)): encode(r) for r in results}
+    models = sorted({r["model"]["id"] for r in results})
+    lines = [f"- `{path_in_store(r)}`: run {r['run_id']}, decodability "
+             f"{r['scores']['decodability']['value']:.3f} at {r['scores']['decodability']['layer']}"
+             for r in results]
+    return Commit(repo_id, "dataset", files,
+                  f"Add {len(results)} probekit result(s) for {', '.join(models)}",
+                  "Submitted with `probekit submit`; every file passed `probekit.result/1` "
+                  "validation.\n\n" + "\n".join(lines))
+
+
+def eval_results_commits(results: Sequence[dict[str, Any]], dataset_id: str, endpoint: str,
+                         revision: str | None = None) -> list[Commit]:
+    """One commit per model repo adding `.eval_results/probekit-<task>.yaml` (dataset = the
+    leaderboard repo, task_id = task name, value = world_model_score). Results without a
+    world_model_score have no headline number and are left out."""
+    by_model: dict[str, dict[str, bytes]] = {}
+    for r in results:
+        score = r["scores"].get("world_model_score")
+        if score is None:
+            continue
+        model = check_repo_id(r["model"]["id"], "model")
+        if model.startswith("local/"):
+            raise UserError(f"model {model!r} is a local checkpoint, not a Hub repo; submit it "
+                            "without --model-pr")
+        dataset = {"id": dataset_id, "task_id": r["task"]["name"]}
+        if revision is not None:
+            dataset["revision"] = revision
+        entry = {
+            "dataset": dataset, "value": score, "date": r["env"]["date"],
+            "source": {"url": f"{endpoint}/datasets/{dataset_id}", "name": SOURCE_NAME},
+            "notes": (f"probekit {r['env']['probekit']}, task {r['task']['name']} "
+                      f"v{r['task']['version']} (fingerprint {r['task']['fingerprint']}), "
+                      f"run {r['run_id']}, model revision {r['model']['revision']}"),
+        }
+        text = yaml.safe_dump([entry], sort_keys=False, allow_unicode=True)
+        by_model.setdefault(model, {})[f".eval_results/probekit-{r['task']['name']}.yaml"] = \
+            text.encode()
+    return [Commit(model, "model", files, "Add probekit evaluation results",
+                   f"probekit results for this model, also submitted to the leaderboard dataset "
+                   f"[{dataset_id}]({endpoint}/datasets/{dataset_id}).")
+            for model, files in sorted(by_model.items())]
+
+
+def open_pr(commit: Commit, endpoint: str | None = None):
+    """Create `commit` on the Hub as a pull request; returns huggingface_hub's CommitInfo."""
+    import httpx2
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import (HfHubHTTPError, OfflineModeIsEnabled,
+                                        RepositoryNotFoundError)
+
+    api = HfApi(endpoint=endpoint)
+    where = f"{commit.repo_type} repo {commit.repo_id} at {api.endpoint}"
+    try:
+        return api.create_commit(
+            commit.repo_id, repo_type=commit.repo_type, create_pr=True,
+            operations=[CommitOperationAdd(path, data) for path, data in commit.files.items()],
+            commit_message=commit.message, commit_description=commit.description)
+    except OfflineModeIsEnabled:
+        raise UserError("cannot publish while HF_HUB_OFFLINE is set; unset it, or use --dry-run "
+                        "to see the operations") from None
+    except RepositoryNotFoundError:
+        raise UserError(f"{where} was not found or is not visible with your token; create it, "
+                        "or log in with `hf auth login`") from None
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        if status in (401, 403):
+            raise UserError(f"not allowed to open a pull request on {where} (HTTP {status}); "
+                            "log in with `hf auth login` using a token with write access") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ProbekitError(f"the Hub refused the commit to {where}: {first}") from None
+    except (httpx2.TransportError, OSError) as e:
+        raise ProbekitError(f"cannot reach {api.endpoint} ({type(e).__name__}); check the "
+                            "network or --endpoint") from None
+
+
+def publish(results: Sequence[dict[str, Any]], repo_id: str, *, endpoint: str | None = None,
+            model_prs: bool = False, dry_run: bool = False,
+            echo: Callable[[str], None] = print) -> list[str]:
+    """Open the results pull request on `repo_id` (and, with `model_prs`, one `.eval_results/`
+    pull request per model repo, pointing at the results commit); returns the pull request URLs.
+    With `dry_run`, print the operations and send nothing."""
+    url = endpoint_url(endpoint)
+    commit = results_commit(results, repo_id)
+    model_commits = eval_results_commits(results, repo_id, url) if model_prs else []
+    if dry_run:
+        for c in [commit, *model_commits]:
+            echo(c.describe(url))
+        if model_commits:
+            echo("(dataset.revision in each .eval_results entry is set to the results commit "
+                 "once it exists)")
+        return []
+    info = open_pr(commit, endpoint)
+    echo(f"opened {info.pr_url} ({len(commit.files)} file(s) on {repo_id})")
+    urls = [info.pr_url]
+    if model_commits:
+        for c in eval_results_commits(results, repo_id, url, revision=info.oid):
+            model_info = open_pr(c, endpoint)
+            echo(f"opened {model_info.pr_url} (.eval_results on {c.repo_id})")
+            urls.append(model_info.pr_url)
+    return urls
+
+
+def endpoint_url(endpoint: str | None) -> str:
+    """The endpoint huggingface_hub will use (`--endpoint`, else HF_ENDPOINT, else the Hub)."""
+    from huggingface_hub import constants
+
+    return (endpoint or constants.ENDPOINT).rstrip("/")
