@@ -19,5 +19,10 @@ def _lazy(module: str, cls: str):
 
 
 WORLDS.add("boxes", loader=_lazy("probekit.worlds.boxes", "Boxes"))
+WORLDS.add("bouncing_balls", loader=_lazy("probekit.worlds.bouncing_balls", "BouncingBalls"))
+WORLDS.add("groups", loader=_lazy("probekit.worlds.groups", "Groups"))
+WORLDS.add("gridworld", loader=_lazy("probekit.worlds.gridworld", "Gridworld"))
+WORLDS.add("cellular", loader=_lazy("probekit.worlds.cellular", "Cellular"))
+WORLDS.add("othello", loader=_lazy("probekit.worlds.othello", "Othello"))
 
 __all__ = ["WORLDS", "World", "Episode", "Counterfactual", "Knob", "Target"]
