@@ -430,10 +430,14 @@ def push(task: Task, repo: str, *, endpoint: str | None = None, private: bool = 
     """Export `task` and upload it to the Hub dataset repo `repo` in one commit (or one pull
     request); returns huggingface_hub's `CommitInfo`. The token comes from huggingface_hub's
     usual places (`HF_TOKEN`, `hf auth login`) and is never printed."""
-    from huggingface_hub import CommitOperationAdd, HfApi
+    import httpx2  # huggingface_hub's HTTP client
+    from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
     check_repo_id(repo)
+    offline = UserError("cannot push while HF_HUB_OFFLINE is set; unset it to publish to the Hub")
+    if constants.is_offline_mode():
+        raise offline
     api = HfApi(endpoint=endpoint)
     with tempfile.TemporaryDirectory(prefix=f"probekit-{task.name}-") as tmp:
         folder = export(task, Path(tmp) / "export", repo=repo)
@@ -449,8 +453,9 @@ def push(task: Task, repo: str, *, endpoint: str | None = None, private: bool = 
                 commit_description=f"Data and card of task {task.name}, version {task.version},"
                                    f" fingerprint {task.fingerprint}.")
         except OfflineModeIsEnabled:
-            raise UserError("cannot push while HF_HUB_OFFLINE is set; unset it to publish "
-                            "to the Hub") from None
+            raise offline from None
+        except httpx2.TransportError as e:
+            raise ProbekitError(f"cannot reach the Hub at {api.endpoint} ({e})") from None
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else None
             if status in (401, 403):
