@@ -1,4 +1,4 @@
-"""`probekit tasks list|show`: the task registry from the command line."""
+"""`probekit tasks list|show|new`: the task registry from the command line."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("name")
     add_include(show)
     show.set_defaults(func=cmd_show)
+    new = tsub.add_parser("new", help="write a commented spec (and card stub) for a new task")
+    new.add_argument("name")
+    new.add_argument("--world", required=True, help="a registered world")
+    new.add_argument("--out", default=".", metavar="DIR", help="folder to write NAME.yaml and "
+                     "NAME.md in (default: the current one)")
+    add_include(new)
+    new.set_defaults(func=cmd_new)
 
 
 def add_include(p: argparse.ArgumentParser) -> None:
@@ -49,4 +56,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(task.spec.canonical(), sort_keys=False).rstrip())
     print("targets: " + ", ".join(f"{t.name} ({t.kind})" for t in task.targets))
     print(f"description: {task.spec.description}")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from probekit.authoring import write_new_task
+
+    spec, card = write_new_task(args.name, args.world, args.out, args.include_path)
+    print(f"wrote {spec} and {card}; edit the spec, then check it: "
+          f"probekit tasks show {args.name} --include-path {args.out}")
     return 0
