@@ -147,7 +147,7 @@ class BouncingBalls(World):
                 labels[f"{f}.ball{i}"] = arr[:, i]
         for i in range(k):
             labels[f"collide.ball{i}"] = collide[:, i].astype(np.int64)
-        surface = [" ".join(s[:-1]) for s in steps]
+        surface = [" ".join(s) for s in steps]
         return Episode(text, spans, tokens, token_steps, obs, state, surface, labels)
 
     def episode(self, rng: np.random.Generator) -> Episode:

@@ -95,7 +95,7 @@ class Cellular(World):
             labels[f"future.c{i}"] = rows[k:T + k, i]
         labels["density"] = np.minimum((fraction * bins).astype(np.int64), bins - 1)
         labels["fraction"] = fraction
-        surface = ["".join(s[:-1]) for s in steps]
+        surface = [" ".join(s) for s in steps]
         return Episode(text, spans, tokens, token_steps, state.astype(np.float32), state,
                        surface, labels, qspan, answer)
 

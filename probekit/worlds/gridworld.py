@@ -135,7 +135,7 @@ class Gridworld(World):
         labels = {"x": x, "y": y, "cell": y * n + x, "facing": h}
         for d, name in enumerate(FACINGS):
             labels[f"wall.{name}"] = around[:, d]
-        surface = [" ".join(s[:-1]) for s in steps]
+        surface = [" ".join(s) for s in steps]
         return Episode(text, spans, tokens, token_steps, obs, state, surface, labels, qspan,
                        answer)
 
