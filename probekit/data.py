@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import os
 import re
 import shutil
@@ -78,7 +77,6 @@ class SplitStats:
 class TargetStats:
     """One label column on the train split: majority-class rate, or mean and std if regressed."""
 
-    name: str
     chance: float | None
     mean: float | None
     std: float | None
@@ -130,10 +128,10 @@ def data_stats(task: Task) -> DataStats:
         values = _flat(train.data.column(f"label.{t.name}"))
         if t.kind == "class":
             counts = np.unique(values, return_counts=True)[1]
-            targets[t.name] = TargetStats(t.name, float(counts.max() / counts.sum()), None, None)
+            targets[t.name] = TargetStats(float(counts.max() / counts.sum()), None, None)
         else:
             values = values.astype(float)
-            targets[t.name] = TargetStats(t.name, None, float(values.mean()), float(values.std()))
+            targets[t.name] = TargetStats(None, float(values.mean()), float(values.std()))
     surface = train["surface"]
     if task.spec.control["feature"] == "step_text_and_index":
         types = {(i, s) for row in surface for i, s in enumerate(row)}
@@ -153,8 +151,8 @@ def _size_category(n: int) -> str:
     return next((label for limit, label in SIZE_CATEGORIES if n < limit), "n>10M")
 
 
-def _fmt(x: float | None, digits: int = 3) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:.3f}"
 
 
 def _value(v: Any) -> str:
