@@ -9,11 +9,11 @@ __all__ = ["evaluate", "load_task", "list_tasks", "load_model", "Report", "__ver
 
 if TYPE_CHECKING:
     from probekit.adapters import load_model
-    from probekit.evaluate import evaluate
+    from probekit.evaluation import evaluate
     from probekit.report import Report
     from probekit.tasks import list_tasks, load_task
 
-_LAZY = {"evaluate": "probekit.evaluate", "load_task": "probekit.tasks",
+_LAZY = {"evaluate": "probekit.evaluation", "load_task": "probekit.tasks",
          "list_tasks": "probekit.tasks", "load_model": "probekit.adapters",
          "Report": "probekit.report"}
 

@@ -75,7 +75,7 @@ class ProbeScores:
 
 
 def fit_scores(data: dict[str, ProbeData], Y: dict[str, np.ndarray], targets: list[Target],
-               device: str, seed: int) -> ProbeScores:
+               device: str) -> ProbeScores:
     """Fit one probe per layer × target (logistic for class targets, ridge for regression) with
     the regularisation chosen on val; score every split."""
     L = data["train"].X.shape[0]
@@ -91,7 +91,7 @@ def fit_scores(data: dict[str, ProbeData], Y: dict[str, np.ndarray], targets: li
                                 " drop it from the task's targets or enlarge the split")
         probes = fit_linear_probes(
             data["train"].X, Y["train"][:, cols], kind=PROBE_KIND[kind],
-            X_val=data["val"].X, Y_val=Y["val"][:, cols], device=device, seed=seed)
+            X_val=data["val"].X, Y_val=Y["val"][:, cols], device=device)
         for s in SPLITS:
             out[s][:, cols] = probes.score(data[s].X, Y[s][:, cols])
         pred[:, :, cols] = probes.predict(data["test"].X)

@@ -27,10 +27,10 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
 
     `model` is a checkpoint folder, a shipped checkpoint name, a Hub id or an `Adapter`.
     """
+    loaded = [load_task(name, include) for name in tasks]  # fail on a bad name before any work
     adapter = load_model(model, device=device, trust_remote_code=trust_remote_code,
                          truncate=truncate)
     layer_names = adapter.check_layers(list(layers) if layers else None)
-    loaded = [load_task(name, include) for name in tasks]  # fail on a bad name before any work
     twin = adapter.random_init(seed) if random_init else None
     results = [evaluate_task(adapter, twin, task, layer_names, batch_size=batch_size, seed=seed,
                              progress=progress) for task in loaded]
@@ -55,9 +55,9 @@ def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: li
 
     Y = {s: data[s].Y for s in SPLITS}
     chance = chance_levels(task, targets, Y["train"])
-    scores = fit_scores(data, Y, targets, device, seed)
-    control = fit_scores(data, control_labels(task, targets, data), targets, device, seed)
-    twin_scores = fit_scores(twin_data, Y, targets, device, seed) if twin_data else None
+    scores = fit_scores(data, Y, targets, device)
+    control = fit_scores(data, control_labels(task, targets, data), targets, device)
+    twin_scores = fit_scores(twin_data, Y, targets, device) if twin_data else None
     t_probe = time.perf_counter() - t0 - t_extract
 
     best = choose_layer(scores.val, chance)

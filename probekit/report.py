@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,24 @@ class Report:
         return paths
 
     def __str__(self) -> str:
-        with pl.Config(tbl_rows=50, tbl_cols=20, float_precision=3, tbl_hide_dataframe_shape=True,
-                       tbl_hide_column_data_types=True, fmt_str_lengths=40):
-            return str(self.summary)
+        """The summary as a readable text table (normalised scores: chance 0, perfect 1)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        def num(x: float | None) -> str:
+            return "—" if x is None else f"{x:.3f}"
+
+        table = Table("model", "task", "layer", "decodability [95% CI]", "control",
+                      "selectivity", "random init", "IIA", "world model", "verdict",
+                      title="probekit — normalised scores (chance 0, perfect 1)")
+        for r in self.summary.iter_rows(named=True):
+            table.add_row(r["model"], r["task"], r["layer"],
+                          f"{r['decodability']:.3f} [{r['ci95_lo']:.3f}, {r['ci95_hi']:.3f}]",
+                          num(r["control"]), num(r["selectivity"]), num(r["random_init"]),
+                          num(r["iia"]), num(r["world_model_score"]), r["verdict"] or "—")
+        console = Console(width=160, record=True, file=open(os.devnull, "w"))
+        console.print(table)
+        return console.export_text().rstrip()
 
     def __repr__(self) -> str:
         return f"Report({len(self.results)} results)\n{self}"

@@ -249,6 +249,7 @@ class Task:
         import datasets
         from tqdm.auto import tqdm
 
+        datasets.disable_progress_bars()  # our own bar below says what is being generated
         size = self.spec.splits[split].size
         rows, pair_rows = [], []
         for i in tqdm(range(size), desc=f"{self.name}/{split}", disable=size < 2000,

@@ -75,6 +75,7 @@ class HFAdapter(Adapter):
                         model_id: str | None = None) -> "HFAdapter":
         import transformers
 
+        transformers.utils.logging.disable_progress_bar()  # one line per error, no bars
         local = Path(name_or_path).expanduser()
         is_local = local.exists() or not looks_like_hub_id(name_or_path)
         if is_local:

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from probekit.errors import UserError
-    from probekit.evaluate import evaluate
+    from probekit.evaluation import evaluate
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
