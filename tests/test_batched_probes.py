@@ -246,6 +246,23 @@ def test_single_probe_matches_the_batched_fit_and_keeps_labels():
         probe.predict(X[0, :, :3])
 
 
+@pytest.mark.parametrize("kind, reference", [
+    ("logistic", LogisticRegression(C=0.5, tol=1e-8, max_iter=5000)),
+    ("ridge_classifier", RidgeClassifier(alpha=2.0))])
+def test_single_binary_probe_has_scikit_learns_shapes(kind, reference):
+    X, Y = problem(classes=(2,))
+    probe = LinearProbe(kind, alpha=2.0, tol=1e-5, max_iter=500).fit(X[0], Y[:, 0] == 1)
+    reference.fit(standardised(X[0]), Y[:, 0] == 1)
+    assert probe.coef_.shape == (1, 12)  # one vector, for class 1, as LogisticRegression has
+    scale = X[0].std(0)
+    np.testing.assert_allclose(probe.coef_ * scale, reference.coef_.reshape(1, -1), rtol=0.02,
+                               atol=1e-3)
+    np.testing.assert_allclose(probe.decision_function(X[0]),
+                               reference.decision_function(standardised(X[0])), atol=0.02)
+    with pytest.raises(DataError, match="single class True"):
+        probe.fit(X[0], np.ones(240, dtype=bool))
+
+
 def test_single_ridge_probe_is_a_regressor():
     X, _ = problem()
     y = X[1] @ np.arange(12.0) / 12
@@ -254,8 +271,8 @@ def test_single_ridge_probe_is_a_regressor():
     Xs = standardised(X[1])
     assert probe.score(X[1], y) == pytest.approx(Ridge(alpha=1.0).fit(Xs, y).score(Xs, y),
                                                  rel=1e-4)
-    with pytest.raises(UserError, match="predict_proba needs kind='logistic'"):
-        probe.predict_proba(X[1])
+    assert not hasattr(probe, "predict_proba") and not hasattr(probe, "decision_function")
+    assert probe.coef_.shape == (12,) and np.ndim(probe.intercept_) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         LinearProbe(kind="ridge_classifier").fit(X[1], y > y.mean())

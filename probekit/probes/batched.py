@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import ClassifierTags, RegressorTags, Tags
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from probekit.errors import DataError, UnknownNameError, UserError
@@ -175,40 +177,44 @@ class LinearProbe(BaseEstimator):
             raise UserError(f"y must be 1-D with one label per row of X ({len(X)}), "
                             f"got shape {y.shape}")
         if self.kind == "ridge":
-            targets = y.astype(np.float32)
+            targets = y
         else:
             self.classes_, targets = np.unique(y, return_inverse=True)
+            if len(self.classes_) < 2:
+                raise DataError(f"y has the single class {self.classes_.tolist()[0]!r}; a probe "
+                                "needs at least two")
         self.probes_ = fit_linear_probes(X[None], targets[:, None], self.kind, alphas=self.alpha,
                                          max_iter=self.max_iter, tol=self.tol, device=self.device)
-        self.coef_ = self.probes_.coef_[0, 0]
-        self.intercept_ = self.probes_.intercept_[0, 0]
+        coef, intercept = self.probes_.coef_[0, 0], self.probes_.intercept_[0, 0]
+        if self.kind == "ridge":
+            coef, intercept = coef[0], intercept[0]
+        elif len(self.classes_) == 2:  # scikit-learn's binary form: one vector, for class 1
+            coef, intercept = coef[1:] - coef[:1], intercept[1:] - intercept[:1]
+        self.coef_, self.intercept_ = coef, intercept
         self.n_iter_ = int(self.probes_.n_iter_[0, 0])
         self.n_features_in_ = X.shape[1]
         return self
 
+    @available_if(lambda self: self.kind != "ridge")
     def decision_function(self, X: ArrayLike) -> np.ndarray:
-        """[examples, classes] logits ([examples] predictions for ridge)."""
+        """X @ coef_.T + intercept_: [examples, classes], or [examples] for two classes."""
         z = self._fitted().decision_function(self._matrix(X)[None])[0, :, 0]
-        return z[:, 0] if self.kind == "ridge" else z
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """[examples]: the predicted label (or value for ridge)."""
         pred = self._fitted().predict(self._matrix(X)[None])[0, :, 0]
         return pred if self.kind == "ridge" else self.classes_[pred]
 
+    @available_if(lambda self: self.kind == "logistic")
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """[examples, classes]: class probabilities (kind='logistic' only)."""
         return self._fitted().predict_proba(self._matrix(X)[None])[0, :, 0]
 
     def score(self, X: ArrayLike, y: ArrayLike) -> float:
         """Accuracy for classifiers, R² for ridge, as scikit-learn's mixins define them."""
-        pred = self.predict(X)
-        y = np.asarray(y)
-        if self.kind != "ridge":
-            return float(np.mean(pred == y))
-        total = float(np.sum((y - y.mean()) ** 2))
-        residual = float(np.sum((y - pred) ** 2))
-        return 1.0 - residual / total if total > 0 else float(residual == 0)
+        metric = r2_score if self.kind == "ridge" else accuracy_score
+        return float(metric(y, self.predict(X)))
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
