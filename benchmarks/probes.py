@@ -1,12 +1,13 @@
 """Batched linear probes against the scikit-learn loop a user would otherwise write.
 
-Fits one 3-class probe per layer × target (12 × 16, 4,000 training examples, 768 dims by
-default) on synthetic activations, three ways: a loop of StandardScaler + LogisticRegression
-(multinomial L-BFGS) fits, `fit_linear_probes(kind="logistic")` at the same C, and
-`fit_linear_probes(kind="ridge_classifier")` with alpha chosen on validation. Prints seconds,
-speed ratios and, per target, the test accuracy at the layer each method picks on validation.
+One 3-class probe per layer × target (12 × 16, 4,000 training examples, 768 dims) on synthetic
+activations: a loop of StandardScaler + LogisticRegression (multinomial L-BFGS) fits, once at
+its default max_iter=100 and once at max_iter=1000 (where every fit converges), against
+`fit_linear_probes` three ways: logistic at the same C, logistic with alpha chosen on
+validation, and ridge_classifier with alpha chosen on validation. Prints seconds, speed ratios
+and the test accuracy gap at the layer each method picks on validation, per target.
 
-    python benchmarks/probes.py            # the full size (the scikit-learn loop takes minutes)
+    python benchmarks/probes.py            # the full size (the scikit-learn loops take minutes)
     python benchmarks/probes.py --quick    # 4 layers × 4 targets, 1,000 × 128
 """
 

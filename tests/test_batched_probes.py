@@ -276,3 +276,15 @@ def test_single_ridge_probe_is_a_regressor():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         LinearProbe(kind="ridge_classifier").fit(X[1], y > y.mean())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kind", ["logistic", "ridge_classifier"])
+def test_cuda_fit_matches_the_cpu_fit(kind):
+    X, Y = problem(layers=3, classes=(3, 2, 4))
+    cpu = fit_linear_probes(X, Y, kind, X_val=X, Y_val=Y, alphas=(10.0, 1.0))
+    cuda = fit_linear_probes(torch.from_numpy(X).cuda(), Y, kind, X_val=X, Y_val=Y,
+                             alphas=(10.0, 1.0))
+    assert np.mean(cuda.predict(X) == cpu.predict(X)) >= 0.99
+    np.testing.assert_allclose(cuda.score(X, Y), cpu.score(X, Y), atol=0.01)

@@ -69,8 +69,9 @@ def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
         if Y_val.shape[1] != labels.shape[1]:
             raise UserError(f"Y_val has {Y_val.shape[1]} targets; Y has {labels.shape[1]}")
     mean, scale = _standardiser(X)
-    Xs = (X - mean) / scale
-    Xs_val = None if X_val is None else (X_val - mean) / scale
+    Xs = (X - mean).div_(scale)
+    Xs_val = None if X_val is None else (X_val - mean).div_(scale)
+    del X, X_val  # only the standardised copies are needed from here: free the float32 inputs
     if kind == "ridge":
         classes = torch.zeros(labels.shape[1], dtype=torch.long, device=device)
         targets = labels[:, None, :]
