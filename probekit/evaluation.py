@@ -21,9 +21,10 @@ from probekit.tasks import Task, load_task
 def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
              layers: Sequence[str] | None = None, device: str = "auto", batch_size: int = 32,
              seed: int = 0, include: Iterable[str | Path] = (), random_init: bool = True,
-             trust_remote_code: bool = False, truncate: bool = False,
+             trust_remote_code: bool = False, truncate: bool = False, causal: bool = True,
              progress: bool = True) -> Report:
-    """Probe `model` on each task: decodability (probes + control + random-init twin) per layer.
+    """Probe `model` on each task: decodability (probes + control + random-init twin) per layer,
+    and causal probes (interventions, steering, attributions) on tasks with counterfactual pairs.
 
     `model` is a checkpoint folder, a shipped checkpoint name, a Hub id or an `Adapter`.
     """
@@ -33,12 +34,13 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
     layer_names = adapter.check_layers(list(layers) if layers else None)
     twin = adapter.random_init(seed) if random_init else None
     results = [evaluate_task(adapter, twin, task, layer_names, batch_size=batch_size, seed=seed,
-                             progress=progress) for task in loaded]
+                             causal=causal, progress=progress) for task in loaded]
     return Report(results)
 
 
 def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: list[str], *,
-                  batch_size: int = 32, seed: int = 0, progress: bool = True) -> dict[str, Any]:
+                  batch_size: int = 32, seed: int = 0, causal: bool = True,
+                  progress: bool = True) -> dict[str, Any]:
     """One `probekit.result/1` record for (adapter, task)."""
     t0 = time.perf_counter()
     targets = task.targets
@@ -69,6 +71,12 @@ def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: li
     if twin_scores is not None:
         twin_best = choose_layer(twin_scores.val, chance)
         rand = float(normalise(twin_scores.test[twin_best], chance).mean())
+    found = None
+    if causal and task.spec.counterfactual is not None:
+        from probekit.causal import CausalProbe
+
+        found = CausalProbe(batch_size=batch_size, seed=seed, progress=progress).run(
+            adapter, task, layers)
 
     per_layer = []
     for i, layer in enumerate(layers):
@@ -94,15 +102,16 @@ def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: li
         "scores": {
             "decodability": {"value": value, "ci95": [lo, hi], "layer": layers[best],
                              "control": ctl, "selectivity": value - ctl, "random_init": rand},
-            "causality": None,
-            "world_model_score": None,
-            "verdict": None,
+            **(found.scores(layers[best], value, rand) if found is not None else
+               {"causality": None, "world_model_score": None, "verdict": None}),
         },
         "per_layer": per_layer,
         "env": environment(device),
         "timings": {"extract_s": round(t_extract, 3), "probe_s": round(t_probe, 3),
                     "total_s": round(time.perf_counter() - t0, 3)},
     }
+    if found is not None:
+        result["per_layer_causal"] = found.rows()
     result["run_id"] = run_id(result)
     return result
 

@@ -48,6 +48,10 @@ class Report:
             path = store_paths.save(r, out)
             if plots:
                 plot_layers(r, path.with_suffix(".layers.png"))
+                if r.get("per_layer_causal"):
+                    from probekit.causal.heatmap import plot_causal
+
+                    plot_causal(r, path.with_suffix(".causal.png"))
             paths.append(path)
         return paths
 

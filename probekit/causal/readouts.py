@@ -122,11 +122,11 @@ class ProbeReadout(Readout):
 
 
 class FittedProbes:
-    """Logistic probes per layer × target (label column) over shared `classes`: coef
-    [L, H, K, D], intercept [L, H, K] (-inf for classes a target never showed)."""
+    """Logistic probes per layer × target (label column) over shared `classes`: for layer l,
+    coef[l] [H, K, D_l] and intercept[l] [H, K] (-inf for classes a target never showed)."""
 
-    def __init__(self, targets: list[str], classes: np.ndarray, coef: np.ndarray,
-                 intercept: np.ndarray):
+    def __init__(self, targets: list[str], classes: np.ndarray, coef: list[np.ndarray],
+                 intercept: list[np.ndarray]):
         self.targets, self.classes, self.coef, self.intercept = targets, classes, coef, intercept
 
 
@@ -135,33 +135,42 @@ def fit_probes(adapter: Adapter, task: Task, layers: list[str], targets: list[st
                progress: bool = False) -> FittedProbes:
     """Fit logistic probes for label columns `targets` on train latents (`steps`: every step,
     or the last one only; the first `max_episodes` episodes of each split), penalty chosen on
-    val; latents come from the extraction cache."""
+    val; latents come from the extraction cache. Layers of one width are fit together."""
     from probekit.extraction import extract
     from probekit.probes import fit_linear_probes
 
-    data = {}
+    X: dict[str, list[np.ndarray]] = {}
+    Y: dict[str, np.ndarray] = {}
     for split in ("train", "val"):
-        X = extract(adapter, task, split, layers, batch_size=batch_size,
-                    progress=progress).stack(layers)  # [L, N, S, D]
+        latents = extract(adapter, task, split, layers, batch_size=batch_size, progress=progress)
         ds = task.dataset(split)
         missing = [t for t in targets if f"label.{t}" not in ds.column_names]
         if missing:
             raise DataError(f"task {task.name} has no label column {missing[0]!r} to probe")
-        Y = np.stack([np.asarray(ds[f"label.{t}"]) for t in targets], axis=-1)  # [N, S, H]
-        X, Y = X[:, :max_episodes], Y[:max_episodes]
-        if not np.issubdtype(Y.dtype, np.integer):
+        labels = np.stack([np.asarray(ds[f"label.{t}"]) for t in targets], -1)[:max_episodes]
+        if not np.issubdtype(labels.dtype, np.integer):
             raise DataError(f"probe readouts and steering need class labels; {targets} of task "
                             f"{task.name} are not integer classes")
+        xs = [latents.layer(layer)[:max_episodes] for layer in layers]  # [N, S, D_l] each
         if steps == "last":
-            X, Y = X[:, :, -1], Y[:, -1]
-        data[split] = (X.reshape(X.shape[0], -1, X.shape[-1]), Y.reshape(-1, len(targets)))
-    classes = np.unique(np.concatenate([data[s][1].ravel() for s in data]))
+            xs, labels = [x[:, -1] for x in xs], labels[:, -1]
+        X[split] = [x.reshape(-1, x.shape[-1]) for x in xs]
+        Y[split] = labels.reshape(-1, len(targets))
+    classes = np.unique(np.concatenate([Y[s].ravel() for s in Y]))
     index = {v: i for i, v in enumerate(classes.tolist())}
     encode = np.vectorize(index.__getitem__, otypes=[np.int64])
-    probes = fit_linear_probes(data["train"][0], encode(data["train"][1]), "logistic",
-                               X_val=data["val"][0], Y_val=encode(data["val"][1]),
-                               n_classes=len(classes), device=adapter.device)
-    return FittedProbes(list(targets), classes, probes.coef_, probes.intercept_)
+    coef: list[np.ndarray] = [np.empty(0)] * len(layers)
+    intercept: list[np.ndarray] = [np.empty(0)] * len(layers)
+    for width in sorted({x.shape[-1] for x in X["train"]}):
+        group = [i for i, x in enumerate(X["train"]) if x.shape[-1] == width]
+        probes = fit_linear_probes(np.stack([X["train"][i] for i in group]),
+                                   encode(Y["train"]), "logistic",
+                                   X_val=np.stack([X["val"][i] for i in group]),
+                                   Y_val=encode(Y["val"]), n_classes=len(classes),
+                                   device=adapter.device)
+        for j, i in enumerate(group):
+            coef[i], intercept[i] = probes.coef_[j], probes.intercept_[j]
+    return FittedProbes(list(targets), classes, coef, intercept)
 
 
 class ReadoutForward:
@@ -237,7 +246,7 @@ def one_tensor(output: Any, layer: str) -> torch.Tensor:
     if isinstance(output, (tuple, list)) and len(output) == 1:
         output = output[0]
     if not isinstance(output, torch.Tensor) or output.ndim != 3:
-        what = (f"{len(output)} outputs" if isinstance(output, (tuple, list))
+        what = (f"a tuple of {len(output)} values" if isinstance(output, (tuple, list))
                 else type(output).__name__ if not isinstance(output, torch.Tensor)
                 else f"a {output.ndim}-D tensor")
         raise ModelError(f"layer {layer} outputs {what}; interventions need a layer that outputs "
