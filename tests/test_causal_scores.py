@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probekit.causal.scores import Outcomes, bootstrap_ci, ratio, rows
+from probekit.causal.scores import Outcomes, bootstrap_ci, layer_rows, ratio
 from probekit.causal.steering import steer
 from probekit.causal.verdict import CAUSAL, DECODABLE, verdict, world_model_score
 
@@ -42,7 +42,7 @@ def test_rows_score_iia_effect_and_baseline():
                         [[0.0, 1.0], [1.0, 0.0]],
                         [[0.5, 0.5], [1.0, 0.0]]])  # a tie at half the margin
     unrelated = np.tile([1.0, 0.0], (3, 2, 1))
-    step, query = rows(outcomes(patched, unrelated))
+    step, query = layer_rows(outcomes(patched, unrelated))
     assert step["iia"] == pytest.approx(2 / 3) and query["iia"] == 0
     assert step["effect"] == pytest.approx((2 + 2 + 1) / 6) and query["effect"] == 0
     assert step["baseline_iia"] == 0 and step["pairs"] == 3

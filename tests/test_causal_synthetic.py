@@ -106,6 +106,7 @@ def task(tiny_task_dir):
     return load_task("boxes-tiny", [tiny_task_dir])
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_state_carried_at_one_layer_and_position(task):
     result = CausalProbe(readouts=["token"], max_pairs=60, batch_size=20, attribution_pairs=20,
                          n_steps=4).run(ToyAdapter(), task)

@@ -64,7 +64,8 @@ class Patcher(ABC):
         """Per readout, [R, G, K] logits of the patched runs (G = groups.max() + 1; a group a
         run lacks reads clean). `which` [B, readouts] holds each base row's head indices."""
 
-    def forward(self, keys: tuple[str, ...]) -> ReadoutForward:
+    def function(self, keys: tuple[str, ...]) -> ReadoutForward:
+        """The readouts as a function of input tensors in `keys` order (Captum's forward)."""
         return ReadoutForward(self.adapter, self.readouts, keys)
 
     def read_positions(self, batch: Batch) -> torch.Tensor:
@@ -74,7 +75,7 @@ class Patcher(ABC):
     def clean(self, batch: Batch, which: torch.Tensor) -> list[torch.Tensor]:
         """Per readout, [B, K] logits of unpatched runs."""
         batch = batch.to(self.adapter.device)
-        f = self.forward(tuple(batch.inputs))
+        f = self.function(tuple(batch.inputs))
         with torch.no_grad():
             return f.split(f(*batch.inputs.values(), self.read_positions(batch), which))
 
@@ -98,7 +99,7 @@ class CaptumPatcher(Patcher):
         base = base.to(device)
         rows = torch.arange(len(groups)) if rows is None else rows.cpu()
         groups, values, which = groups.to(device), values.to(device), which.to(device)
-        f = self.forward(tuple(base.inputs))
+        f = self.function(tuple(base.inputs))
         read = self.read_positions(base)
         clean = torch.cat(self.clean(base, which), 1)
         own = layer_activations(self.adapter, [layer], base)[layer]

@@ -110,6 +110,7 @@ class PairSet:
         return cls([pairs[i] for i in keep], [bases[i] for i in keep], len(pairs) - len(keep))
 
     def batches(self, adapter: Adapter, batch_size: int) -> Iterator[PairBatch]:
+        """The pairs in order, `batch_size` at a time, encoded by `adapter`."""
         for lo in range(0, len(self), batch_size):
             hi = min(len(self), lo + batch_size)
             n = hi - lo

@@ -23,7 +23,7 @@ from probekit.causal.interventions import (METHODS, CachedPatcher, CaptumPatcher
 from probekit.causal.pairs import PairBatch, PairSet, site_names, site_positions, take
 from probekit.causal.readouts import (FittedProbes, ProbeReadout, Readout, TokenReadout,
                                       fit_probes)
-from probekit.causal.scores import Outcomes, bootstrap_ci, rows
+from probekit.causal.scores import Outcomes, bootstrap_ci, layer_rows
 from probekit.causal.steering import steer
 from probekit.causal.verdict import verdict, world_model_score
 from probekit.errors import UnknownNameError, UserError
@@ -43,7 +43,7 @@ class CausalResult:
 
     def rows(self) -> list[dict[str, Any]]:
         """The per-layer causal table (`per_layer_causal`), every readout."""
-        return [r for o in self.outcomes.values() for r in rows(o, self.seed)]
+        return [r for o in self.outcomes.values() for r in layer_rows(o, self.seed)]
 
     def block(self, layer: str, site: str = "step") -> dict[str, Any] | None:
         """`scores.causality` of `probekit.result/1`: the main readout at `layer` and `site`

@@ -63,9 +63,9 @@ class TokenReadout(Readout):
         if not adapter.has_token_head:
             raise ModelError(f"model {adapter.identity.id} has no token head, so it has no token "
                              "readout; use the probe readout (readout='probe')")
-        if len(candidates) < 2:
+        if len(set(candidates)) < 2:
             raise DataError("the token readout needs at least two candidate answer tokens; "
-                            f"the pairs give {len(candidates)}")
+                            f"the pairs give {len(set(candidates))}")
         self.classes = np.asarray(sorted(set(candidates)), dtype=np.int64)
         self._columns = torch.as_tensor(self.classes)
 

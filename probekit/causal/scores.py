@@ -76,7 +76,7 @@ def ratio(num: np.ndarray, den: np.ndarray) -> float | None:
     return float(np.sum(num) / d)
 
 
-def rows(o: Outcomes, seed: int = 0) -> list[dict[str, Any]]:
+def layer_rows(o: Outcomes, seed: int = 0) -> list[dict[str, Any]]:
     """One row per layer × site with at least one scored pair: the per-layer causal table."""
     out = []
     m_base, m_source = o.margin(o.base), o.margin(o.source)
