@@ -65,8 +65,11 @@ def activations(n: int, layers: int, dim: int, targets: int, classes: int,
     return X, labels
 
 
-def sklearn_loop(train: tuple[np.ndarray, np.ndarray], evaluate: list[tuple[np.ndarray, np.ndarray]],
-                 C: float, max_iter: int) -> tuple[float, list[np.ndarray], int]:
+Split = tuple[np.ndarray, np.ndarray]  # activations [layers, n, dim], labels [n, targets]
+
+
+def sklearn_loop(train: Split, evaluate: list[Split], C: float, max_iter: int
+                 ) -> tuple[float, list[np.ndarray], int]:
     """Seconds to fit every probe, its accuracies [layers, targets] on each split of `evaluate`,
     and how many fits stopped at max_iter. BLAS runs one thread, its fastest setting here."""
     X, Y = train
@@ -152,7 +155,8 @@ def main() -> None:
     print("\ngap: the scikit-learn loop's test accuracy minus the batched probe's, each at the "
           "layer it picks on validation (worst and mean over targets; negative = batched is "
           "better); same layer: |difference| at scikit-learn's layer. vs 100 / vs 1000: "
-          "speed-up over the scikit-learn loop with that max_iter (batched: best of --repeat runs).")
+          "speed-up over the scikit-learn loop with that max_iter (batched: best of --repeat "
+          "runs).")
 
 
 if __name__ == "__main__":
