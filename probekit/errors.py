@@ -46,9 +46,16 @@ class ModelError(UserError):
     """A model that cannot be loaded or used as asked (path, weights, tokenizer, layers)."""
 
 
-class DataError(ProbekitError):
-    """Data that cannot be probed (empty split, single class, non-finite latents)."""
+class DataError(UserError):
+    """Data that cannot be probed (a single-class target, non-finite latents, episodes longer than
+    the model reads): the inputs are well formed but this model and task do not fit together, so
+    the remedy is a different input (CLI exit code 2)."""
 
 
 class ResultError(UserError):
     """A results file that is malformed or inconsistent."""
+
+
+class StorageError(ProbekitError):
+    """A file that could not be written (disk full, no permission; nothing partial is left
+    behind) or a cached file that can no longer be read. A runtime failure: CLI exit code 1."""

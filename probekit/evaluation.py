@@ -12,6 +12,7 @@ from typing import Any
 from probekit.adapters import Adapter, load_model
 from probekit.decodability import (METRIC, SPLITS, choose_layer, bootstrap_ci, chance_levels,
                                    control_labels, fit_scores, normalise, probe_data)
+from probekit.errors import UserError
 from probekit.extraction import extract
 from probekit.report import Report
 from probekit.results import SCHEMA, run_id
@@ -28,6 +29,12 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
 
     `model` is a checkpoint folder, a shipped checkpoint name, a Hub id or an `Adapter`.
     """
+    if not tasks:
+        raise UserError("no task given; name at least one (see `probekit tasks list`)")
+    if batch_size < 1:
+        raise UserError(f"batch_size must be at least 1, got {batch_size}")
+    if not 0 <= seed < 2 ** 32:
+        raise UserError(f"seed must be in [0, 2**32), got {seed}")
     loaded = [load_task(name, include) for name in tasks]  # fail on a bad name before any work
     adapter = load_model(model, device=device, trust_remote_code=trust_remote_code,
                          truncate=truncate)

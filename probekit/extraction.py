@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from probekit.adapters.base import Adapter
-from probekit.errors import DataError
+from probekit.errors import DataError, StorageError
 from probekit.io import atomic_path, write_json
 from probekit.tasks import Task, cache_root
 
@@ -37,8 +38,12 @@ class Latents:
 
     def layer(self, name: str) -> np.ndarray:
         folder = self.root / name
-        manifest = json.loads((folder / "manifest.json").read_text())
-        parts = [load_file(str(folder / f))["latents"] for f in manifest["shards"]]
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+            parts = [load_file(str(folder / f))["latents"] for f in manifest["shards"]]
+        except (OSError, ValueError, KeyError, SafetensorError) as e:
+            raise StorageError(f"cached latents in {str(folder)!r} are unreadable ({e}); delete "
+                               "that folder and run again to recompute them") from None
         return np.concatenate(parts).astype(np.float32)
 
     def stack(self, layers: list[str] | None = None) -> np.ndarray:
@@ -69,7 +74,7 @@ def extract(adapter: Adapter, task: Task, split: str, layers: list[str] | None =
         bar = tqdm(total=sum(min(SHARD_SIZE, n - i * SHARD_SIZE) for i in pending),
                    desc=f"extract {task.name}/{split}", unit="ep", disable=not progress,
                    leave=False)
-        with _Hooks(adapter, todo) as hooks, torch.no_grad():
+        with bar, _Hooks(adapter, todo) as hooks, torch.no_grad():  # a failure clears the bar
             for i in pending:
                 lo, hi = i * SHARD_SIZE, min(n, (i + 1) * SHARD_SIZE)
                 chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in todo}
@@ -82,8 +87,8 @@ def extract(adapter: Adapter, task: Task, split: str, layers: list[str] | None =
                         chunks[layer].append(hooks.out[layer].to("cpu", non_blocking=True))
                     bar.update(len(rows))
                 for layer in todo:
-                    _write_shard(root / layer / names[i], torch.cat(chunks[layer]), layer)
-        bar.close()
+                    if not (root / layer / names[i]).exists():  # finished shards stay as they are
+                        _write_shard(root / layer / names[i], torch.cat(chunks[layer]), layer)
     for layer in todo:
         write_json(root / layer / "manifest.json",
                    {"layer": layer, "episodes": n, "steps": n_steps, "shards": names,

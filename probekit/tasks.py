@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import tempfile
 import zlib
@@ -29,6 +30,7 @@ from probekit.worlds import WORLDS, Target, World
 BUILTIN_TASKS = Path(__file__).resolve().parent.parent / "tasks"
 REQUIRED_SPLITS = ("train", "val", "test")
 CONTROL_FEATURES = ("step_text", "step_text_and_index")
+SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
 ENTRY_POINT_GROUP = "probekit.tasks"
 
 
@@ -102,6 +104,9 @@ class TaskSpec:
         splits = {}
         for split, s in raw["splits"].items():
             w = f"{where}.splits.{split}"
+            if not isinstance(split, str) or not SPLIT_NAME.fullmatch(split):
+                raise SpecError(f"{where}.splits: split name {split!r} must be letters, digits "
+                                "and '_' (it names folders and Hub splits)")
             _fields(s, w, {"size": int, "seed": int}, {"knobs": dict})
             if s["size"] < 1:
                 raise SpecError(f"{w}.size: must be at least 1, got {s['size']}")

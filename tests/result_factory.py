@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
 from pathlib import Path
 from typing import Any
 
+from probekit.causal.verdict import verdict, world_model_score
 from probekit.results import run_id
 
 EXAMPLE = Path(__file__).parent / "data" / "result_example.json"
@@ -60,11 +60,15 @@ def make(model: str = "probekit/spectrum-ntp", revision: str = "a41c2e9f07b3",
     s = r["scores"]
     if iia is None:
         s["causality"], s["world_model_score"], s["verdict"] = None, None, None
+        del r["per_layer_causal"]
     else:
-        s["causality"] = copy.deepcopy(s["causality"])
-        s["causality"].update(iia=iia, ci95=[max(0.0, iia - 0.04), min(1.0, iia + 0.04)],
-                              layer=s["decodability"]["layer"])
-        s["world_model_score"] = round(min(s["decodability"]["selectivity"], iia), 4)
-        s["verdict"] = "causal" if iia > 0.5 else "decodable-not-causal"
+        d, c = s["decodability"], s["causality"]
+        c.update(iia=iia, ci95=[max(0.0, iia - 0.04), min(1.0, iia + 0.04)], layer=d["layer"])
+        r["per_layer_causal"] = [{**r["per_layer_causal"][1], "position": "step",
+                                  **{k: c[k] for k in ("layer", "pairs", "iia", "ci95",
+                                                       "baseline_iia")}}]
+        s["world_model_score"] = world_model_score(d["value"], d["random_init"], iia,
+                                                   c["baseline_iia"])
+        s["verdict"] = verdict(d["value"], d["random_init"], iia, c["ci95"], c["baseline_iia"])
     r["run_id"] = run_id(r)
     return r

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from probekit.adapters.base import Adapter, Batch, ModelIdentity, resolve_device
-from probekit.adapters.hf import HFAdapter, looks_like_hub_id
+from probekit.adapters.hf import HFAdapter, local_path, looks_like_hub_id
 from probekit.errors import ModelError, UserError
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -32,7 +32,7 @@ def load_model(model: str | Path | Adapter, *, device: str | torch.device = "aut
         raise UserError("wrap a torch.nn.Module in an Adapter (probekit.adapters) that names its "
                         "layers and input kind before evaluating it")
     name = str(model)
-    path = Path(name).expanduser()
+    path = local_path(name)
     if not path.exists() and name in shipped_checkpoints():
         path = CHECKPOINTS / name
         return HFAdapter.from_pretrained(str(path), device=device, model_id=f"probekit/{name}",

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from probekit.errors import UnknownNameError
+from probekit.errors import UnknownNameError, UserError
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,24 @@ class Adapter(ABC):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`auto` → CUDA when present, else CPU."""
+    """`auto` → CUDA when present, else CPU; a device that is malformed or absent on this machine
+    is a UserError (checked by placing an empty tensor there)."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"device {str(device)!r} is not a device; use auto, cpu, cuda or "
+                        "cuda:N") from None
+    if resolved.type == "meta":
+        raise UserError("device 'meta' holds no data; use auto, cpu, cuda or cuda:N")
+    try:
+        torch.empty(0, device=resolved)
+    except (RuntimeError, AssertionError, ValueError) as e:
+        why = str(e).strip().split(". ")[0][:120] or type(e).__name__
+        raise UserError(f"device {str(device)!r} is not available here ({why}); use auto or "
+                        "cpu") from None
+    return resolved
 
 
 def state_sha256(model: nn.Module) -> str:

@@ -7,10 +7,14 @@ offset mapping, never from guessing.
 
 from __future__ import annotations
 
+import math
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from probekit.adapters.base import (Adapter, Batch, ModelIdentity, files_sha256, n_params,
@@ -18,6 +22,14 @@ from probekit.adapters.base import (Adapter, Batch, ModelIdentity, files_sha256,
 from probekit.errors import DataError, ModelError
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json", "vocab.json", "vocab.txt", "merges.txt", "tokenizer.model",
+                   "spiece.model")
+# Beside the weights, what decides a checkpoint's latents (hashed into its identity, so that a
+# changed config or tokenizer never reuses cached latents).
+IDENTITY_FILES = ("config.json", *TOKENIZER_FILES)
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, ImportError, SafetensorError,
+               pickle.UnpicklingError)
 
 
 def looks_like_hub_id(name: str) -> bool:
@@ -26,6 +38,14 @@ def looks_like_hub_id(name: str) -> bool:
     return 1 <= len(parts) <= 2 and all(
         p and not p.startswith((".", "-")) and all(c.isalnum() or c in "-_." for c in p)
         for p in parts)
+
+
+def local_path(name: str) -> Path:
+    """`name` as a path, with `~` expanded where it names a home folder (`~x` may not)."""
+    try:
+        return Path(name).expanduser()
+    except RuntimeError:
+        return Path(name)
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -43,6 +63,76 @@ def check_folder(folder: Path) -> None:
     if not weight_files(folder):
         raise ModelError(f"{str(folder)!r} has no weights (model.safetensors or "
                          "pytorch_model.bin); save the model with save_pretrained()")
+    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelError(f"{str(folder)!r} has no tokenizer files (tokenizer.json, vocab.json, "
+                         "…); save the tokenizer into it with tokenizer.save_pretrained()")
+
+
+def check_size(folder: Path, config: Any, auto: Any, trust_remote_code: bool) -> None:
+    """Read the safetensors headers (which also finds corrupt or truncated files) and refuse a
+    config that describes a bigger model than the weights hold, before allocating it."""
+    files = weight_files(folder)
+    if any(f.suffix != ".safetensors" for f in files):
+        return  # pickle-based .bin files are only read by the loader, with weights_only=True
+    held = 0
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as fh:
+                held += sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())
+        except (SafetensorError, OSError) as e:
+            raise ModelError(f"weights file {str(f)!r} is corrupt or truncated ({e}); download or "
+                             "save the checkpoint again") from None
+    if getattr(config, "quantization_config", None) is not None:
+        return  # packed weights hold fewer values than parameters
+    try:
+        with torch.device("meta"):
+            skeleton = auto.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception:  # a model that cannot be built on "meta": the real load reports errors
+        return
+    needed = sum(p.numel() for p in skeleton.parameters())
+    if needed > 1.1 * held + 1024:
+        raise ModelError(f"config.json in {str(folder)!r} describes a model of {needed:,} "
+                         f"parameters but its weights hold {held:,} values: the config does not "
+                         "belong to these weights; restore the config saved with them")
+
+
+def check_loaded(name: str, model: nn.Module, info: dict[str, Any]) -> None:
+    """Refuse a load that left weights at random init or dropped blocks: missing weights (a
+    pooler aside), block weights the config has no block for, or shapes that differ."""
+    why = ""
+    if info["mismatched_keys"]:
+        key, saved, wanted = sorted(info["mismatched_keys"])[0]
+        why = f"weight {key} is {tuple(saved)} in the file but the config makes {tuple(wanted)}"
+    missing = sorted(k for k in info["missing_keys"] if "pooler" not in k)
+    if not why and missing:
+        why = f"{len(missing)} weights the config needs are not in the file (first: {missing[0]})"
+    blocks = _find_blocks(model)
+    container = next(n for n, m in model.named_modules() if m is blocks).rsplit(".", 1)[-1]
+    extra = sorted(k for k in info["unexpected_keys"]
+                   if re.search(rf"(^|\.){re.escape(container)}\.\d+\.", k))
+    if not why and extra:
+        why = (f"the file holds weights of blocks the config does not build (first: {extra[0]}; "
+               f"the config builds {len(blocks)})")
+    if why:
+        raise ModelError(f"config.json and the weights of {name!r} do not match: {why}; restore "
+                         "the config saved with these weights, or save the checkpoint again")
+
+
+def load_error(name: str, e: Exception) -> str:
+    """One line saying why `name` did not load and what would."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    if isinstance(e, pickle.UnpicklingError):
+        return (f"could not load model {name!r}: its pytorch_model.bin holds Python objects "
+                "besides tensors, which probekit never unpickles (torch.load weights_only=True); "
+                "use a safetensors checkpoint")
+    if isinstance(e, SafetensorError):
+        return (f"could not load model {name!r}: a weights file is corrupt or truncated ({first});"
+                " download or save the checkpoint again")
+    if "trust_remote_code" in text or "custom code" in text:
+        return (f"model {name!r} ships its own Python code, which probekit runs only with "
+                "--trust-remote-code (trust_remote_code=True); read that code first")
+    return f"could not load model {name!r}: {first}"
 
 
 class HFAdapter(Adapter):
@@ -55,6 +145,11 @@ class HFAdapter(Adapter):
             raise ModelError(f"the tokenizer of {identity.id} has no offset mapping (it is not a "
                              "fast tokenizer); probekit finds step positions through offsets — "
                              "save a tokenizers-backed (PreTrainedTokenizerFast) tokenizer")
+        if tokenizer.pad_token is None:  # GPT-2 style: batches pad with a masked-out token
+            if tokenizer.eos_token is None:
+                raise ModelError(f"the tokenizer of {identity.id} has neither a pad nor an "
+                                 "end-of-sequence token; set tokenizer.pad_token and save it")
+            tokenizer.pad_token = tokenizer.eos_token
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -76,26 +171,36 @@ class HFAdapter(Adapter):
         import transformers
 
         transformers.utils.logging.disable_progress_bar()  # one line per error, no bars
-        local = Path(name_or_path).expanduser()
+        resolve_device(device)  # a bad device fails before any weights are read
+        local = local_path(name_or_path)
         is_local = local.exists() or not looks_like_hub_id(name_or_path)
         if is_local:
             check_folder(local)
+        verbosity = transformers.utils.logging.get_verbosity()
+        transformers.utils.logging.set_verbosity_error()  # our one line replaces load reports
         try:
             config = transformers.AutoConfig.from_pretrained(
                 name_or_path, revision=revision, trust_remote_code=trust_remote_code)
             archs = getattr(config, "architectures", None) or []
             causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
             auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
-            model = auto.from_pretrained(name_or_path, revision=revision, dtype=dtype,
-                                         trust_remote_code=trust_remote_code)
+            if is_local:
+                check_size(local, config, auto, trust_remote_code)
+            model, info = auto.from_pretrained(name_or_path, revision=revision, dtype=dtype,
+                                               trust_remote_code=trust_remote_code,
+                                               output_loading_info=True,
+                                               ignore_mismatched_sizes=True)
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 name_or_path, revision=revision, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError, RuntimeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelError(f"could not load model {name_or_path!r}: {first}") from None
+        except LOAD_ERRORS as e:
+            raise ModelError(load_error(name_or_path, e)) from None
+        finally:
+            transformers.utils.logging.set_verbosity(verbosity)
+        check_loaded(name_or_path, model, info)
         if is_local:
             folder = local.resolve()
-            sha = files_sha256(weight_files(folder))
+            sha = files_sha256(weight_files(folder) + [folder / f for f in IDENTITY_FILES
+                                                       if (folder / f).is_file()])
             ident = model_id or f"local/{folder.name}"
             rev = revision or sha[:12]
         else:
@@ -124,12 +229,11 @@ class HFAdapter(Adapter):
         enc = self.tokenizer(texts, return_offsets_mapping=True, padding=True,
                              return_tensors="pt", add_special_tokens=False)
         length = enc["input_ids"].shape[1]
-        if self.max_length and length > self.max_length:
-            if not self.truncate:
-                raise DataError(f"episodes are {length} tokens long but {self.identity.id} reads "
-                                f"at most {self.max_length}; use a task with shorter episodes "
-                                "or pass truncate=True (--truncate) to cut them")
-            enc = {k: v[:, :self.max_length] for k, v in enc.items()}
+        cut = self.max_length if self.max_length and length > self.max_length else None
+        if cut and not self.truncate:
+            raise DataError(f"episodes are {length} tokens long but {self.identity.id} reads "
+                            f"at most {cut}; use a task with shorter episodes or pass "
+                            "truncate=True (--truncate) to cut the text after the last step")
         offsets = enc["offset_mapping"]
         mask = enc["attention_mask"].bool()
         n_steps = len(episodes[0]["step_spans"])
@@ -145,15 +249,21 @@ class HFAdapter(Adapter):
                 hits = torch.nonzero(valid & (starts < hi) & (ends > lo)).flatten()
                 if len(hits) == 0:
                     raise DataError(f"step {s} of episode {ep['text'][:40]!r}… is not covered "
-                                    "by any token (truncated?)")
+                                    "by any token; the tokenizer's offsets do not map this text")
                 positions[b, s] = hits[-1]
+                if cut and hits[-1] >= cut:
+                    raise DataError(f"step {s} of episode {ep['text'][:40]!r}… ends at token "
+                                    f"{int(hits[-1]) + 1} but {self.identity.id} reads at most "
+                                    f"{cut}; truncation cuts only the text after the last step, "
+                                    "so use a task with shorter episodes")
             q0 = ep.get("query_span", [-1, -1])[0]
             if q0 >= 0:
                 hits = torch.nonzero(valid & (starts <= q0) & (ends > q0)).flatten()
-                if len(hits) and hits[0] > 0:
+                if len(hits) and 0 < hits[0] <= (cut or length):  # its prediction is read
                     query[b] = hits[0] - 1
                     answer[b] = enc["input_ids"][b, hits[0]]
-        inputs = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        inputs = {"input_ids": enc["input_ids"][:, :cut],
+                  "attention_mask": enc["attention_mask"][:, :cut]}
         return Batch(inputs, positions, query, answer)
 
     def forward(self, batch: Batch) -> torch.Tensor:

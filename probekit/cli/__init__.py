@@ -8,13 +8,21 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from probekit import __version__
-from probekit.errors import ProbekitError
+from probekit.errors import ProbekitError, UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one-line UserErrors (exit 2) instead of usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="probekit",
         description="Probe world models: decodability and causality of latent world state.")
     parser.add_argument("--version", action="version", version=f"probekit {__version__}")
@@ -28,23 +36,42 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 2 bad input, 1 runtime failure)."""
-    parser = build_parser()
+    """Run the CLI; returns the exit code: 0 ok, 2 bad input (UserError), 1 runtime failure.
+
+    Every failure prints one line on stderr; `--debug` raises instead, with the traceback. An
+    exception probekit did not anticipate is a runtime failure too (one line naming its type)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # known before parsing, so usage errors honour it too
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse prints its own one-line error
-        return int(e.code or 0)
-    try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
-    except ProbekitError as e:
-        if args.debug:
-            raise
-        print(f"probekit: error: {e}", file=sys.stderr)
-        return e.exit_code
+    except SystemExit as e:  # --help and --version
+        return int(e.code or 0)
     except KeyboardInterrupt:
         print("probekit: interrupted; finished work is cached and will be reused",
               file=sys.stderr)
         return 130
+    except ProbekitError as e:
+        if debug:
+            raise
+        fail(str(e))
+        return e.exit_code
+    except OSError as e:  # the environment failed: a file, the disk, the network
+        if debug:
+            raise
+        fail(f"{type(e).__name__}: {e}")
+        return 1
+    except Exception as e:
+        if debug:
+            raise
+        fail(f"unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback, and "
+             "please report it)")
+        return 1
+
+
+def fail(message: str) -> None:
+    """Print `message` as the one error line."""
+    print("probekit: error: " + " ".join(message.split()), file=sys.stderr)
 
 
 def entry() -> None:

@@ -11,7 +11,11 @@ Consistency rule (tolerance `TOLERANCE`, absolute). Let norm(x) = (x - chance) /
   `control` = mean_layer(control), `selectivity` = value - control;
 - `random_init` is null exactly when every row's `random_init` is null; otherwise it equals
   mean_L(random_init) at some layer L (the twin chooses its own layer on val, not recorded);
-- every `ci95` has lo <= hi; a non-null `verdict` needs a causality block.
+- every `ci95` has lo <= hi;
+- `causality`, when given, sits at the decodability layer and is one of its own
+  `per_layer_causal` rows (position `step`: iia, ci95, pairs, baseline_iia);
+- `world_model_score` and `verdict` are what `probekit.causal.verdict` computes from
+  decodability and causality (a null baseline_iia counts as 0), and null without causality.
 """
 
 from __future__ import annotations
@@ -203,6 +207,42 @@ def _check_consistency(result: dict[str, Any], where: str) -> None:
     for name, block in (("decodability", d), ("causality", causality)):
         if block is not None and block["ci95"][0] > block["ci95"][1]:
             raise ResultError(f"{where}: {name}.ci95 {block['ci95']} has lo > hi")
-    if causality is None and scores.get("verdict") is not None:
-        raise ResultError(f"{where}: verdict {scores['verdict']!r} needs a causality block; "
-                          "write null without causal probes")
+    if causality is None:
+        for key in ("verdict", "world_model_score"):
+            if scores.get(key) is not None:
+                raise ResultError(f"{where}: {key} {scores[key]!r} needs a causality block; "
+                                  "write null without causal probes")
+        return
+    _check_causality(result, causality, where)
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    return (a is None) == (b is None) and (a is None or abs(a - b) <= TOLERANCE)
+
+
+def _check_causality(result: dict[str, Any], c: dict[str, Any], where: str) -> None:
+    """The causality block against its own rows, and the headline scores computed from it."""
+    from probekit.causal.verdict import verdict, world_model_score
+
+    d, scores = result["scores"]["decodability"], result["scores"]
+    if c["layer"] != d["layer"]:
+        raise ResultError(f"{where}: causality.layer {c['layer']!r} must be the decodability "
+                          f"layer {d['layer']!r}")
+    rows = result.get("per_layer_causal")
+    if not rows:
+        raise ResultError(f"{where}: scores.causality needs its per_layer_causal rows")
+    if not any(r["layer"] == c["layer"] and r["position"] == "step" and r["pairs"] == c["pairs"]
+               and all(_close(r[k], c[k]) for k in ("iia", "baseline_iia"))
+               and all(_close(x, y) for x, y in zip(r["ci95"], c["ci95"])) for r in rows):
+        raise ResultError(f"{where}: causality (iia {c['iia']!r} on {c['pairs']} pairs at "
+                          f"{c['layer']!r}) is not one of its per_layer_causal rows at position "
+                          "'step'")
+    baseline = c["baseline_iia"] or 0.0
+    score = world_model_score(d["value"], d["random_init"], c["iia"], baseline)
+    if not _close(scores.get("world_model_score"), score):
+        raise ResultError(f"{where}: world_model_score is {scores.get('world_model_score')!r} but "
+                          f"decodability and causality give {score!r} (probekit.causal.verdict)")
+    judged = verdict(d["value"], d["random_init"], c["iia"], c["ci95"], baseline)
+    if scores.get("verdict") != judged:
+        raise ResultError(f"{where}: verdict is {scores.get('verdict')!r} but decodability and "
+                          f"causality give {judged!r} (probekit.causal.verdict)")
