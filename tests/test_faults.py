@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -256,3 +257,19 @@ def test_a_damaged_cache_is_named_not_trusted(tiny_gpt2, tasks, tmp_path, cache,
     line = error_line(capsys.readouterr().err)
     assert f"cached latents in '{shard.parent}' are unreadable" in line
     assert "delete that folder and run again" in line
+
+
+@pytest.mark.parametrize("file, change", [
+    ("config.json", {"layer_norm_epsilon": 1e-3}),
+    ("tokenizer_config.json", {"padding_side": "left"}),
+])
+def test_an_edited_config_or_tokenizer_is_another_cache_key(tiny_gpt2, tmp_path, file, change):
+    from probekit.adapters import load_model
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(tiny_gpt2, folder)
+    path = folder / file
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    edited, original = load_model(folder, device="cpu"), load_model(tiny_gpt2, device="cpu")
+    assert edited.identity.sha256 != original.identity.sha256
+
