@@ -9,30 +9,44 @@ import torch
 
 from probekit.adapters.base import Adapter, Batch, ModelIdentity, resolve_device
 from probekit.adapters.hf import HFAdapter, local_path, looks_like_hub_id
+from probekit.adapters.module import ModuleAdapter
+from probekit.adapters.spectrum import SpectrumAdapter
 from probekit.errors import ModelError, UserError
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 def shipped_checkpoints() -> list[str]:
-    """Names of the checkpoints that ship inside the package (`probekit eval NAME`)."""
+    """Names of the checkpoints that ship inside the package (`probekit eval NAME`): Hugging
+    Face ones, then the spectrum family's."""
+    from probekit.spectrum.checkpoint import shipped
+
     if not CHECKPOINTS.is_dir():
         return []
-    return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file())
+    return sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "config.json").is_file()) + \
+        shipped()
 
 
 def load_model(model: str | Path | Adapter, *, device: str | torch.device = "auto",
                revision: str | None = None, trust_remote_code: bool = False,
                truncate: bool = False) -> Adapter:
-    """An adapter for `model`: an Adapter as is; else a local folder, else a shipped checkpoint
-    name, else a Hub id (`trust_remote_code` stays off unless asked)."""
+    """An adapter for `model`: an Adapter as is; else a local folder (a spectrum checkpoint or a
+    Hugging Face one), else a shipped checkpoint name, else a Hub id (`trust_remote_code` stays
+    off unless asked)."""
+    from probekit.spectrum import checkpoint
+
     if isinstance(model, Adapter):
         return model
     if isinstance(model, torch.nn.Module):
-        raise UserError("wrap a torch.nn.Module in an Adapter (probekit.adapters) that names its "
-                        "layers and input kind before evaluating it")
+        raise UserError("wrap a torch.nn.Module in probekit.adapters.ModuleAdapter(module, "
+                        "layers={name: submodule, ...}, inputs='tokens'|'obs') to evaluate it")
     name = str(model)
     path = local_path(name)
+    if path.is_dir() and checkpoint.is_checkpoint(path):
+        return SpectrumAdapter.from_folder(path, device=device)
+    if not path.exists() and name in checkpoint.shipped():
+        return SpectrumAdapter.from_folder(checkpoint.SHIPPED / name, model_id=f"probekit/{name}",
+                                           device=device)
     if not path.exists() and name in shipped_checkpoints():
         path = CHECKPOINTS / name
         return HFAdapter.from_pretrained(str(path), device=device, model_id=f"probekit/{name}",
@@ -45,5 +59,5 @@ def load_model(model: str | Path | Adapter, *, device: str | torch.device = "aut
                                      trust_remote_code=trust_remote_code, truncate=truncate)
 
 
-__all__ = ["Adapter", "Batch", "ModelIdentity", "HFAdapter", "load_model", "resolve_device",
-           "shipped_checkpoints"]
+__all__ = ["Adapter", "Batch", "ModelIdentity", "HFAdapter", "ModuleAdapter", "SpectrumAdapter",
+           "load_model", "resolve_device", "shipped_checkpoints"]

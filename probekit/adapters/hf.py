@@ -299,10 +299,13 @@ def _find_blocks(model: nn.Module) -> nn.ModuleList:
 
 def _find_embed(model: nn.Module, blocks: nn.ModuleList) -> nn.Module:
     """The module whose output is the first block's input: the embedding dropout where the
-    model has one (GPT-2 style: token + position embeddings), else the token embeddings."""
-    for name, m in model.named_modules():
-        if any(child is blocks for child in m.children()):
-            for attr in ("drop", "embed_dropout", "emb_dropout", "embeddings"):
-                if isinstance(getattr(m, attr, None), nn.Module):
-                    return getattr(m, attr)
+    model has one (GPT-2 style: token + position embeddings), or the whole embedding module of
+    an encoder (BERT style, found beside the encoder that holds the blocks), else the token
+    embeddings. The nearest module holding the blocks is searched first."""
+    holders = [(len(name.split(".")) if name else 0, m) for name, m in model.named_modules()
+               if m is not blocks and any(sub is blocks for sub in m.modules())]
+    for _, m in sorted(holders, key=lambda x: -x[0]):
+        for attr in ("drop", "embed_dropout", "emb_dropout", "embeddings"):
+            if isinstance(getattr(m, attr, None), nn.Module):
+                return getattr(m, attr)
     return model.get_input_embeddings()

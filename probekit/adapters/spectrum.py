@@ -1,0 +1,30 @@
+"""Spectrum checkpoints (`probekit.spectrum`): a `ModuleAdapter` over the built-in model, loaded
+from its folder of JSON and safetensors, with its spectrum position in the identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from probekit.adapters.base import files_sha256
+from probekit.adapters.module import ModuleAdapter
+
+
+class SpectrumAdapter(ModuleAdapter):
+    """A spectrum model: world tokens or observations in, layers `embed`, `block.i`."""
+
+    ADAPTER = "spectrum"
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, *, model_id: str | None = None,
+                    device: str | torch.device = "auto") -> "SpectrumAdapter":
+        from probekit.spectrum import checkpoint
+
+        folder = Path(folder).expanduser().resolve()
+        model, meta = checkpoint.load(folder)
+        sha = files_sha256([folder / checkpoint.WEIGHTS])
+        return cls(model, model.layer_names(), model.config.inputs,
+                   model_id=model_id or f"local/{folder.name}", revision=sha[:12],
+                   token_head=model.has_token_head, family=meta.family, alpha=meta.alpha,
+                   device=device)

@@ -1,0 +1,171 @@
+"""The spectrum backbone: one small causal transformer over world tokens or observations.
+
+The same network serves every point of the NTP → JEPA spectrum; only the training objective
+(`probekit.spectrum.objective`) moves. Layers are named like the Hugging Face adapter's:
+`embed` (the first block's input), then `block.i` (the residual stream after block i).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from probekit.errors import ModelError, UserError
+
+INPUTS = ("tokens", "obs")
+
+
+@dataclass(frozen=True)
+class SpectrumConfig:
+    """Architecture of one spectrum model (what `config.json` holds).
+
+    `inputs`: "tokens" (ids into a world's vocabulary of `vocab_size` words) or "obs" (vectors
+    of `obs_dim` floats, one per step). `horizon` next-token heads (multi-token prediction)
+    exist only where `token_head` is on, which needs token input.
+    """
+
+    inputs: str = "tokens"
+    vocab_size: int = 0
+    obs_dim: int = 0
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 128
+    max_len: int = 256
+    token_head: bool = True
+    horizon: int = 1
+
+    def __post_init__(self) -> None:
+        if self.inputs not in INPUTS:
+            raise UserError(f"inputs {self.inputs!r} is not valid; valid: {', '.join(INPUTS)}")
+        if self.token_head and self.inputs != "tokens":
+            raise ModelError("a token head was asked of a continuous-only model (inputs='obs'); "
+                             "next-token heads need token inputs — use inputs='tokens' or "
+                             "token_head=False (alpha 1)")
+        size = self.vocab_size if self.inputs == "tokens" else self.obs_dim
+        if size < 1:
+            what = "vocab_size" if self.inputs == "tokens" else "obs_dim"
+            raise UserError(f"{what} must be at least 1 for inputs={self.inputs!r}, got {size}")
+        for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_len", "horizon"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise UserError(f"d_model ({self.d_model}) must be divisible by n_heads "
+                            f"({self.n_heads})")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SelfAttention(nn.Module):
+    """Causal multi-head self-attention."""
+
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, D // self.n_heads).unbind(2)
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2),
+                                           v.transpose(1, 2), is_causal=True)
+        return self.out(y.transpose(1, 2).reshape(B, T, D))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; its output is the residual stream (one tensor)."""
+
+    def __init__(self, config: SpectrumConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.d_model)
+        self.attn = SelfAttention(config.d_model, config.n_heads)
+        self.norm2 = nn.LayerNorm(config.d_model)
+        self.mlp = nn.Sequential(nn.Linear(config.d_model, config.d_ff), nn.GELU(),
+                                 nn.Linear(config.d_ff, config.d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class Embed(nn.Module):
+    """Input embedding plus learned positions: token ids [B, T] or observations [B, T, D]."""
+
+    def __init__(self, config: SpectrumConfig):
+        super().__init__()
+        self.inputs = config.inputs
+        self.input = (nn.Embedding(config.vocab_size, config.d_model) if config.inputs == "tokens"
+                      else nn.Linear(config.obs_dim, config.d_model))
+        self.position = nn.Embedding(config.max_len, config.d_model)
+        self.max_len = config.max_len
+
+    def content(self, x: torch.Tensor) -> torch.Tensor:
+        """The input's own embedding, without position (what the latent predictor is told)."""
+        return self.input(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        if T > self.max_len:
+            raise ModelError(f"inputs are {T} positions long but the model reads at most "
+                             f"{self.max_len}; use a task with shorter episodes")
+        return self.content(x) + self.position(torch.arange(T, device=x.device))
+
+
+class SpectrumModel(nn.Module):
+    """Embedding, causal blocks, final LayerNorm and (optionally) `horizon` token heads.
+
+    `forward(x)` returns next-token logits [B, T, V] where the model has a token head, else
+    its latents [B, T, d] (the final LayerNorm's output). Every weight has PyTorch's default
+    initialisation, so `reset_parameters` on each module gives the random-init twin.
+    """
+
+    def __init__(self, config: SpectrumConfig):
+        super().__init__()
+        self.config = config
+        self.embed = Embed(config)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = nn.LayerNorm(config.d_model)
+        self.heads = nn.ModuleList(nn.Linear(config.d_model, config.vocab_size)
+                                   for _ in range(config.horizon if config.token_head else 0))
+
+    @property
+    def has_token_head(self) -> bool:
+        return len(self.heads) > 0
+
+    def layer_names(self) -> dict[str, str]:
+        """Layer name → dotted module path, input side first."""
+        return {"embed": "embed", **{f"block.{i}": f"blocks.{i}" for i in
+                                     range(len(self.blocks))}}
+
+    def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's output [B, T, d], in `layer_names()` order."""
+        out = [self.embed(x)]
+        for block in self.blocks:
+            out.append(block(out[-1]))
+        return out
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual stream after the last block [B, T, d] (the latent target's source)."""
+        return self.hidden_states(x)[-1]
+
+    def latents(self, x: torch.Tensor) -> torch.Tensor:
+        """The final LayerNorm's output [B, T, d]: what the heads and the predictor read."""
+        return self.norm(self.hidden(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.latents(x)
+        return self.heads[0](h) if self.has_token_head else h
+
+
+
+def init_model(config: SpectrumConfig, seed: int) -> SpectrumModel:
+    """A freshly initialised model, the same for the same seed (the global RNG is untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SpectrumModel(config)

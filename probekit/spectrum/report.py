@@ -1,0 +1,170 @@
+"""The spectrum figure: decodability, selectivity and causality (IIA) against a, per task.
+
+Reads `probekit.result/1` files of spectrum models (any results folder: `probekit eval --out`),
+averages seeds at each (task, a) with a 95% t-interval over seeds — or, for a single seed, the
+result's own bootstrap interval — and writes a PNG and the table (CSV and Markdown).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from probekit.errors import ResultError
+from probekit.io import atomic_path, write_text
+from probekit.results import SCHEMA
+
+SCORES = ("decodability", "selectivity", "iia")
+TITLES = {"decodability": "decodability (probe, chance 0)",
+          "selectivity": "selectivity (probe − control)", "iia": "causality (IIA)"}
+
+
+def collect(folder: str | Path) -> pl.DataFrame:
+    """One row per spectrum result under `folder` (each model × task once)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResultError(f"results folder {str(folder)!r} does not exist; write results with "
+                          "probekit eval SPECTRUM_MODEL --out DIR first")
+    rows, seen = [], set()
+    for path in sorted(folder.rglob("*.json")):
+        try:
+            r = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if not isinstance(r, dict) or r.get("schema") != SCHEMA:
+            continue
+        alpha = (r["model"].get("spectrum") or {}).get("alpha")
+        key = (r["model"]["id"], r["model"]["revision"], r["task"]["name"])
+        if alpha is None or key in seen:
+            continue
+        seen.add(key)
+        rows.append(_row(r, alpha))
+    if not rows:
+        raise ResultError(f"no {SCHEMA} results of spectrum models (with an alpha) under "
+                          f"{str(folder)!r}; run probekit eval on spectrum checkpoints first")
+    return pl.DataFrame(rows, infer_schema_length=None).sort("task", "alpha", "model")
+
+
+def _row(r: dict[str, Any], alpha: float) -> dict[str, Any]:
+    d = r["scores"]["decodability"]
+    c = r["scores"].get("causality") or {}
+    lo, hi = d["ci95"]
+    c_lo, c_hi = c.get("ci95") or (None, None)
+    return {
+        "task": r["task"]["name"], "alpha": float(alpha),
+        "family": r["model"]["spectrum"]["family"], "model": r["model"]["id"],
+        "layer": d["layer"], "decodability": d["value"], "decodability_lo": lo,
+        "decodability_hi": hi, "selectivity": d["selectivity"],
+        "selectivity_lo": lo - d["control"], "selectivity_hi": hi - d["control"],
+        "random_init": d["random_init"], "iia": c.get("iia"), "iia_lo": c_lo, "iia_hi": c_hi,
+        "baseline_iia": c.get("baseline_iia"),
+    }
+
+
+def summarise(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per (task, a): seeds, and each score's mean with its 95% interval."""
+    out = []
+    for (task, alpha), g in rows.group_by("task", "alpha", maintain_order=True):
+        rec: dict[str, Any] = {"task": task, "alpha": alpha, "family": g["family"][0],
+                               "seeds": g.height}
+        for s in SCORES:
+            rec[s], rec[f"{s}_lo"], rec[f"{s}_hi"] = _interval(g, s)
+        for s in ("random_init", "baseline_iia"):
+            v = g[s].drop_nulls()
+            rec[s] = float(v.mean()) if len(v) else None
+        out.append(rec)
+    return pl.DataFrame(out, infer_schema_length=None)
+
+
+def _interval(g: pl.DataFrame, score: str) -> tuple[float | None, float | None, float | None]:
+    """Mean and 95% interval: a t-interval over seeds, or one seed's bootstrap interval."""
+    have = g.filter(pl.col(score).is_not_null())
+    if have.height == 0:
+        return None, None, None
+    mean = float(have[score].mean())
+    if have.height == 1:
+        return mean, have[f"{score}_lo"][0], have[f"{score}_hi"][0]
+    from scipy.stats import t
+
+    half = float(t.ppf(0.975, have.height - 1)) * float(have[score].std()) / math.sqrt(
+        have.height)
+    return mean, mean - half, mean + half
+
+
+def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
+    """Three panels against a: each task's mean with its interval, the seeds as dots, the
+    random-init (decodability) and unrelated-patch (IIA) baselines dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharex=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, ((task,), g) in enumerate(summary.group_by("task", maintain_order=True)):
+        c = colours[k % len(colours)]
+        seeds = rows.filter(pl.col("task") == task)
+        for ax, s in zip(axes, SCORES):
+            have = g.filter(pl.col(s).is_not_null())
+            if have.height == 0:
+                continue
+            x, y = have["alpha"].to_numpy(), have[s].to_numpy()
+            err = [y - have[f"{s}_lo"].to_numpy(), have[f"{s}_hi"].to_numpy() - y]
+            ax.errorbar(x, y, yerr=err, fmt="-o", color=c, capsize=3, ms=4, label=task)
+            dots = seeds.filter(pl.col(s).is_not_null())
+            ax.plot(dots["alpha"].to_numpy(), dots[s].to_numpy(), ".", color=c, alpha=0.35)
+            base = {"decodability": "random_init", "iia": "baseline_iia"}.get(s)
+            if base and have[base].null_count() < have.height:
+                ax.plot(x, have[base].to_numpy(), "--", color=c, lw=1, alpha=0.7)
+    for ax, s in zip(axes, SCORES):
+        ax.set_title(TITLES[s], fontsize=10)
+        ax.set_xlabel("a  (0: next-token prediction → 1: JEPA)", fontsize=9)
+        ax.axhline(0, color="grey", lw=0.6)
+        if summary[s].null_count() == summary.height:
+            ax.text(0.5, 0.5, "not scored in these results", ha="center", va="center",
+                    transform=ax.transAxes, color="grey")
+    axes[0].legend(fontsize=8, title="task (dashed: random init)", title_fontsize=8)
+    axes[2].text(0.02, 0.02, "dashed: unrelated-episode patch", transform=axes[2].transAxes,
+                 fontsize=7, color="grey")
+    fig.suptitle("probekit spectrum: scores against a (mean, 95% interval; dots: seeds)",
+                 fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def markdown(summary: pl.DataFrame) -> str:
+    """The summary as a Markdown table (each score with its interval)."""
+    def cell(r: dict[str, Any], s: str) -> str:
+        if r[s] is None:
+            return "—"
+        return f"{r[s]:.3f} [{r[f'{s}_lo']:.3f}, {r[f'{s}_hi']:.3f}]"
+
+    lines = ["| task | a | family | seeds | decodability | random init | selectivity | IIA |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in summary.iter_rows(named=True):
+        rand = "—" if r["random_init"] is None else f"{r['random_init']:.3f}"
+        lines.append(f"| {r['task']} | {r['alpha']:g} | {r['family']} | {r['seeds']} | "
+                     f"{cell(r, 'decodability')} | {rand} | {cell(r, 'selectivity')} | "
+                     f"{cell(r, 'iia')} |")
+    return "\n".join(lines) + "\n"
+
+
+def report(results: str | Path, png: str | Path) -> tuple[pl.DataFrame, list[Path]]:
+    """Collect, summarise and write the figure `png` with `.csv` and `.md` tables beside it."""
+    rows = collect(results)
+    summary = summarise(rows)
+    png = Path(png)
+    paths = [plot(summary, rows, png)]
+    with atomic_path(png.with_suffix(".csv")) as tmp:
+        summary.write_csv(tmp)
+    paths.append(png.with_suffix(".csv"))
+    paths.append(write_text(png.with_suffix(".md"), markdown(summary)))
+    return summary, paths

@@ -1,0 +1,236 @@
+"""`SpectrumTrainer`: train one spectrum model on a task's world, measuring collapse as it goes.
+
+Training episodes are drawn from the task's world (its train-split knobs) with the run's own
+seed, never from the task's probe splits; a held-out draw gives the effective rank of the
+latents at every log step and, at the end, a quick linear probe of the world state against the
+random-init twin (the same architecture with the run's initial weights).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from probekit.adapters.base import Batch
+from probekit.adapters.module import encode
+from probekit.decodability import ProbeData, chance_levels, choose_layer, fit_scores, normalise
+from probekit.errors import ModelError, UserError
+from probekit.spectrum import checkpoint
+from probekit.spectrum.collapse import CollapseMonitor
+from probekit.spectrum.model import INPUTS, SpectrumConfig, SpectrumModel, init_model
+from probekit.spectrum.objective import Objective, SpectrumLoss
+from probekit.tasks import Task, load_task
+from probekit.worlds import World
+
+
+@dataclass
+class Episodes:
+    """Episodes as model inputs (right-padded, with step positions) and labels [N, S, targets]."""
+
+    batch: Batch
+    labels: np.ndarray
+
+    @property
+    def x(self) -> torch.Tensor:
+        return next(iter(self.batch.inputs.values()))
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.batch.inputs["attention_mask"]
+
+
+def draw(task: Task, world: World, n: int, seed: int, stream: int, inputs: str) -> Episodes:
+    """`n` episodes of `world` from the generator (seed, stream, task fingerprint)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, stream, int(task.fingerprint, 16)]))
+    eps = [world.episode(rng) for _ in range(n)]
+    rows = [{"tokens": e.tokens, "token_steps": e.token_steps, "obs": e.obs, "text": e.text,
+             "step_spans": e.step_spans, "query_span": e.query_span} for e in eps]
+    labels = np.stack([np.stack([np.asarray(e.labels[t.name], dtype=np.float64)
+                                 for t in task.targets], -1) for e in eps])
+    return Episodes(encode(rows, inputs), labels)
+
+LOSSES = ("token", "latent", "vicreg", "total")
+
+
+class SpectrumTrainer:
+    """Trains a `SpectrumModel` with L(a) = (1 − a)·CE + a·L_latent (see `Objective`).
+
+    The quick probe is fit on `probe_episodes` held-out episodes (half as many each choose its
+    layer and score it). Parameters are kept as given and checked by `fit`, which sets
+    `model_`, `meta_`, `history_` (one record per log step: mean loss terms, EMA momentum,
+    effective rank) and `collapse_` (the final `CollapseReport`).
+    """
+
+    def __init__(self, alpha: float = 0.0, *, horizon: int = 1, target: str = "next",
+                 vicreg: float = 0.0, ema: tuple[float, float] = (0.99, 0.999),
+                 inputs: str = "tokens", d_model: int = 64, n_layers: int = 2, n_heads: int = 4,
+                 d_ff: int = 128, steps: int = 1500, batch_size: int = 32, lr: float = 3e-3,
+                 weight_decay: float = 0.01, episodes: int = 4000, probe_episodes: int = 200,
+                 seed: int = 0, log_every: int = 100, min_rank: float = 0.05,
+                 min_spread: float = 0.05, progress: bool = True):
+        self.alpha, self.horizon, self.target, self.vicreg = alpha, horizon, target, vicreg
+        self.ema, self.inputs = ema, inputs
+        self.d_model, self.n_layers, self.n_heads, self.d_ff = d_model, n_layers, n_heads, d_ff
+        self.steps, self.batch_size, self.lr, self.episodes = steps, batch_size, lr, episodes
+        self.weight_decay, self.probe_episodes = weight_decay, probe_episodes
+        self.seed, self.log_every, self.progress = seed, log_every, progress
+        self.min_rank, self.min_spread = min_rank, min_spread
+
+    def objective(self) -> Objective:
+        return Objective(self.alpha, self.horizon, self.target, self.vicreg, tuple(self.ema))
+
+    def fit(self, task: Task | str, include: Iterable[str | Path] = ()) -> "SpectrumTrainer":
+        objective = self._checked()
+        task = load_task(task, include) if isinstance(task, str) else task
+        world = task.spec.world_for("train")
+        t0 = time.perf_counter()
+        data = draw(task, world, self.episodes, self.seed, 0, self.inputs)
+        sizes = {"train": self.probe_episodes, "val": max(1, self.probe_episodes // 2),
+                 "test": max(1, self.probe_episodes // 2)}
+        probe = {s: draw(task, world, n, self.seed, i + 1, self.inputs)
+                 for i, (s, n) in enumerate(sizes.items())}
+        model = init_model(self._config(world, data), self.seed)
+        twin = copy.deepcopy(model).eval()  # the random-init twin: the run's initial weights
+        monitor = CollapseMonitor(self.min_rank, self.min_spread)
+        history = self._train(model, objective, data, probe["test"], monitor,
+                              f"train {task.name} a={objective.alpha:g}")
+        report = monitor.check(_latents(model, probe["test"]), quick_probe(model, task, probe),
+                               quick_probe(twin, task, probe))
+        self.model_, self.history_, self.collapse_ = model.eval(), history, report
+        self.meta_ = checkpoint.SpectrumMeta(
+            family=objective.station, alpha=float(objective.alpha), horizon=objective.horizon,
+            target=objective.target, vicreg=float(objective.vicreg),
+            ema=[float(e) for e in objective.ema], world=world.name, knobs=dict(world.params),
+            task=task.name, task_fingerprint=task.fingerprint, steps=self.steps,
+            seed=self.seed, batch_size=self.batch_size, lr=float(self.lr),
+            weight_decay=float(self.weight_decay), episodes=self.episodes,
+            train_seconds=round(time.perf_counter() - t0, 1),
+            final={k: float(v) for k, v in history[-1].items() if k in LOSSES},
+            collapse=report.as_dict(), history=history)
+        return self
+
+    def _checked(self) -> Objective:
+        """The objective, after every parameter is checked (before any work is done)."""
+        objective = self.objective()
+        if self.inputs not in INPUTS:
+            raise UserError(f"inputs {self.inputs!r} is not valid; valid: {', '.join(INPUTS)}")
+        if self.inputs == "obs" and objective.alpha < 1:
+            raise ModelError(f"alpha {objective.alpha:g} trains a token head, and a token head "
+                             "was asked of a continuous-only model (inputs='obs'); use "
+                             "inputs='tokens' or alpha 1")
+        for name in ("steps", "batch_size", "episodes", "log_every", "probe_episodes"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0 or not self.weight_decay >= 0:
+            raise UserError(f"lr must be positive and weight_decay at least 0, got lr {self.lr}, "
+                            f"weight_decay {self.weight_decay}")
+        return objective
+
+    def _train(self, model: SpectrumModel, objective: Objective, data: Episodes,
+               held_out: Episodes, monitor: CollapseMonitor, desc: str) -> list[dict[str, float]]:
+        """The optimisation loop; returns one record per log step (mean loss terms since the
+        last record, EMA momentum, effective rank and spread of the held-out latents)."""
+        from tqdm.auto import tqdm
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 1)
+            loss_fn = SpectrumLoss(model, objective)
+        params = [p for p in loss_fn.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.steps,
+                                                    pct_start=0.1)
+        gen = torch.Generator().manual_seed(self.seed)
+        history: list[dict[str, float]] = []
+        sums: dict[str, float] = {}
+        count = 0
+        bar = tqdm(range(self.steps), desc=desc, disable=not self.progress, leave=False)
+        for step in bar:
+            model.train()
+            idx = torch.randint(len(data.x), (self.batch_size,), generator=gen)
+            mask = data.mask[idx]
+            T = int(mask.sum(1).max())
+            terms = loss_fn(data.x[idx][:, :T], mask[:, :T])
+            if not torch.isfinite(terms["total"]):
+                raise UserError(f"training diverged at step {step + 1} (the loss is not "
+                                f"finite); lower lr (now {self.lr:g}) or weight_decay")
+            opt.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            momentum = objective.momentum(step + 1, self.steps)
+            loss_fn.update_target(momentum)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            count += 1
+            if (step + 1) % self.log_every == 0 or step + 1 == self.steps:
+                health = monitor.check(_latents(model, held_out))
+                history.append({"step": step + 1, **{k: v / count for k, v in sums.items()},
+                                "momentum": momentum if objective.alpha > 0 else None,
+                                "effective_rank": health.effective_rank,
+                                "spread": health.spread})
+                sums, count = {}, 0
+                bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items()
+                                 if k in ("token", "latent", "effective_rank")})
+        bar.close()
+        return history
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the fitted model as a spectrum checkpoint folder."""
+        if not hasattr(self, "model_"):
+            raise UserError("call fit(task) before save(folder)")
+        return checkpoint.save(folder, self.model_, self.meta_)
+
+    def _config(self, world: World, data: Episodes) -> SpectrumConfig:
+        longest = int(data.mask.sum(1).max())
+        return SpectrumConfig(
+            inputs=self.inputs,
+            vocab_size=len(world.vocabulary()) if self.inputs == "tokens" else 0,
+            obs_dim=int(data.x.shape[-1]) if self.inputs == "obs" else 0,
+            d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads, d_ff=self.d_ff,
+            max_len=max(32, 2 ** math.ceil(math.log2(2 * longest))),
+            token_head=self.alpha < 1, horizon=self.horizon)
+
+
+@torch.no_grad()
+def _latents(model: SpectrumModel, episodes: Episodes) -> torch.Tensor:
+    """The model's final latents at every real position [N, d]."""
+    was = model.training
+    model.eval()
+    z = model.latents(episodes.x)[episodes.mask.bool()]
+    model.train(was)
+    return z
+
+
+@torch.no_grad()
+def step_latents(model: SpectrumModel, episodes: Episodes) -> np.ndarray:
+    """Every layer's latents at the step positions, [L, N·S, d]."""
+    hs = model.eval().hidden_states(episodes.x)
+    rows = torch.arange(len(episodes.x))[:, None]
+    pos = episodes.batch.positions
+    return torch.stack([h[rows, pos] for h in hs]).flatten(1, 2).numpy()
+
+
+def quick_probe(model: SpectrumModel, task: Task, probe: dict[str, Episodes]) -> float:
+    """Normalised test score of linear probes for the task's targets (layer chosen on val):
+    the decodability pipeline on a small held-out draw, without targets constant in it."""
+    y = probe["train"].labels.reshape(-1, probe["train"].labels.shape[-1])
+    keep = [j for j in range(y.shape[1]) if len(np.unique(y[:, j])) > 1]
+    targets = [task.targets[j] for j in keep]
+    data = {s: ProbeData(step_latents(model, e), e.labels.reshape(-1, e.labels.shape[-1])[:, keep],
+                         np.empty(0), len(e.x), e.labels.shape[1]) for s, e in probe.items()}
+    Y = {s: d.Y for s, d in data.items()}
+    with warnings.catch_warnings():  # a quick probe need not converge to the last digit
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = fit_scores(data, Y, targets, "cpu")
+    chance = chance_levels(task, targets, Y["train"])
+    return float(normalise(scores.test[choose_layer(scores.val, chance)], chance).mean())
+

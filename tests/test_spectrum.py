@@ -1,0 +1,274 @@
+"""The spectrum family: objective, EMA and stop-gradient, collapse monitor, checkpoints, the
+trainer's bad input and the shipped references."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import probekit
+from probekit.adapters import SpectrumAdapter, load_model
+from probekit.errors import ModelError, UnknownNameError, UserError
+from probekit.spectrum import (CollapseMonitor, Objective, SpectrumConfig, SpectrumLoss,
+                               SpectrumTrainer, checkpoint, effective_rank, init_model)
+from probekit.spectrum.train import draw, quick_probe
+
+REFERENCE = "spectrum-othello-4-a0.75"  # a shipped reference whose latents beat its twin's
+TINY = dict(d_model=16, n_layers=2, n_heads=2, d_ff=32, batch_size=16, episodes=200,
+            probe_episodes=60, progress=False)
+
+
+@pytest.fixture(scope="module")
+def task(tiny_task_dir):
+    return probekit.load_task("boxes-tiny", [tiny_task_dir])
+
+
+@pytest.fixture(scope="module")
+def trained(task):
+    """A small run in the middle of the spectrum, with the anti-collapse term on."""
+    return SpectrumTrainer(0.5, vicreg=1.0, steps=80, log_every=20, **TINY).fit(task)
+
+
+@pytest.fixture(scope="module")
+def saved(trained, tmp_path_factory):
+    return trained.save(tmp_path_factory.mktemp("spectrum") / "boxes-tiny-a0.5")
+
+
+def inputs(task, n=8):
+    data = draw(task, task.spec.world_for("train"), n, 0, 9, "tokens")
+    return data.x, data.mask
+
+
+# --- objective ----------------------------------------------------------------------------------
+
+def test_training_reduces_each_loss(trained):
+    first, last = trained.history_[0], trained.history_[-1]
+    for term in ("token", "latent", "vicreg", "total"):
+        assert last[term] < first[term], term
+    assert [h["step"] for h in trained.history_] == [20, 40, 60, 80]
+
+
+@pytest.mark.parametrize("alpha, terms", [(0.0, {"token", "total"}),
+                                          (1.0, {"latent", "total"}),
+                                          (0.5, {"token", "latent", "total"})])
+def test_the_ends_of_the_spectrum(task, alpha, terms):
+    vocab = len(task.spec.world_for().vocabulary())
+    model = init_model(SpectrumConfig(vocab_size=vocab, d_model=16, n_heads=2, d_ff=32,
+                                      token_head=alpha < 1), 0)
+    loss = SpectrumLoss(model, Objective(alpha))
+    assert set(loss(*inputs(task))) == terms
+    assert hasattr(loss, "target") == (alpha > 0)  # no EMA network and no predictor at a = 0
+    assert model.has_token_head == (alpha < 1)
+
+
+def test_ema_update_and_stop_gradient(task):
+    vocab = len(task.spec.world_for().vocabulary())
+    model = init_model(SpectrumConfig(vocab_size=vocab, d_model=16, n_heads=2, d_ff=32), 0)
+    loss = SpectrumLoss(model, Objective(0.5))
+    terms = loss(*inputs(task))
+    terms["latent"].backward()
+    assert all(p.grad is None and not p.requires_grad for p in loss.target.parameters())
+    assert all(p.grad is not None for p in loss.predictor.parameters())
+    assert model.embed.input.weight.grad is not None  # the online side learns
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    before = [t.clone() for t in loss.target.parameters()]
+    loss.update_target(0.9)
+    for b, t, o in zip(before, loss.target.parameters(), model.parameters()):
+        assert torch.allclose(t, 0.9 * b + 0.1 * o)
+    o = Objective(0.5)
+    ms = [o.momentum(s, 100) for s in range(101)]
+    assert ms[0] == pytest.approx(0.99) and ms[-1] == pytest.approx(0.999)
+    assert all(a <= b for a, b in zip(ms, ms[1:]))
+
+
+@pytest.mark.parametrize("kwargs, station", [
+    ({"alpha": 0.0}, "ntp"), ({"alpha": 0.0, "horizon": 4}, "multi-token"),
+    ({"alpha": 0.5}, "next-latent"), ({"alpha": 0.5, "horizon": 4, "target": "summary"},
+                                      "future-summary"), ({"alpha": 1.0}, "jepa")])
+def test_stations(kwargs, station):
+    assert Objective(**kwargs).station == station
+
+
+def test_multi_token_and_summary_losses(task):
+    vocab = len(task.spec.world_for().vocabulary())
+    model = init_model(SpectrumConfig(vocab_size=vocab, d_model=16, n_heads=2, d_ff=32,
+                                      horizon=3), 0)
+    assert len(model.heads) == 3
+    terms = SpectrumLoss(model, Objective(0.5, horizon=3, target="summary"))(*inputs(task))
+    assert all(torch.isfinite(v) for v in terms.values())
+
+
+# --- collapse -----------------------------------------------------------------------------------
+
+def test_effective_rank():
+    g = torch.Generator().manual_seed(0)
+    iso = torch.randn(4000, 8, generator=g)
+    assert effective_rank(iso) == pytest.approx(8, abs=0.3)
+    line = torch.randn(500, 1, generator=g) * torch.ones(1, 8)
+    assert effective_rank(line) == pytest.approx(1, abs=1e-6)
+    assert effective_rank(torch.ones(50, 8)) == 0.0
+
+
+def test_collapse_monitor_detects_a_collapsed_run(task, trained):
+    """A learning rate far too high drives every latent to nearly one point while the latent
+    loss looks excellent: only the monitor tells."""
+    bad = SpectrumTrainer(1.0, lr=1.0, steps=40, log_every=20, **TINY).fit(task)
+    assert bad.collapse_.collapsed and "COLLAPSED" in str(bad.collapse_)
+    assert bad.history_[-1]["latent"] < 0.1
+    assert bad.collapse_.probe < bad.collapse_.random_init_probe
+    assert not trained.collapse_.collapsed
+    assert bad.meta_.collapse["collapsed"] is True
+
+
+def test_monitor_bad_input():
+    with pytest.raises(UserError, match="min_rank"):
+        CollapseMonitor(min_rank=2).check(torch.randn(10, 4))
+    with pytest.raises(UserError, match=r"\[N >= 2, d\]"):
+        CollapseMonitor().check(torch.randn(4))
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+def test_checkpoint_reloads_to_identical_outputs(trained, saved, task):
+    assert {p.name for p in saved.iterdir()} == {"config.json", "model.safetensors",
+                                                 "spectrum.json"}
+    model, meta = checkpoint.load(saved)
+    x, _ = inputs(task)
+    with torch.no_grad():
+        assert torch.equal(model(x), trained.model_(x))
+    assert meta == trained.meta_
+    assert meta.family == "next-latent" and meta.alpha == 0.5 and meta.task == "boxes-tiny"
+    assert meta.world == "boxes" and meta.steps == 80 and meta.seed == 0
+
+
+def test_load_model_resolves_a_spectrum_folder(saved, task):
+    adapter = load_model(saved, device="cpu")
+    assert isinstance(adapter, SpectrumAdapter) and adapter.has_token_head
+    assert adapter.identity.adapter == "spectrum"
+    assert (adapter.identity.family, adapter.identity.alpha) == ("next-latent", 0.5)
+    assert adapter.layers() == ["embed", "block.0", "block.1"]
+    twin, again = adapter.random_init(3), adapter.random_init(3)
+    assert twin.identity.sha256 == again.identity.sha256 != adapter.identity.sha256
+    assert twin.model.config == adapter.model.config
+
+
+def test_spectrum_checkpoint_end_to_end(saved, tiny_task_dir):
+    (r,) = probekit.evaluate(str(saved), ["boxes-tiny"], include=[tiny_task_dir], device="cpu",
+                             progress=False).results
+    assert r["model"]["spectrum"] == {"family": "next-latent", "alpha": 0.5}
+    assert r["model"]["adapter"] == "spectrum"
+    assert r["scores"]["decodability"]["random_init"] is not None
+    assert {row["readout"] for row in r["per_layer_causal"]} == {"token", "probe"}
+
+
+def _edit(folder, name, change):
+    path = folder / name
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize("name, change, match", [
+    ("spectrum.json", lambda m: m.update(alpha=0.0), "family 'next-latent' does not match"),
+    ("spectrum.json", lambda m: m.update(alpha=1.0), "does not match alpha"),
+    ("spectrum.json", lambda m: m.update(family="jepa", alpha=1.0), "token_head=True"),
+    ("spectrum.json", lambda m: m.update(alpha=1.5), "alpha must be in"),
+    ("spectrum.json", lambda m: m.pop("seed"), "missing field 'seed'"),
+    ("spectrum.json", lambda m: m.update(steps="80"), "steps: expected int"),
+    ("spectrum.json", lambda m: m.update(colour="red"), "unknown field 'colour'"),
+    ("spectrum.json", lambda m: m.update(world="mars"), "unknown world 'mars'"),
+    ("spectrum.json", lambda m: m.update(schema="probekit.spectrum/9"), "schema"),
+    ("config.json", lambda c: c.update(vocab_size=c["vocab_size"] + 1), "words"),
+    ("config.json", lambda c: c.update(model_type="gpt2"), "model_type"),
+    ("config.json", lambda c: c.update(d_model=32), "is \\(.*\\), not \\(.*32"),
+    ("config.json", lambda c: c.update(n_layers=3), "lacks 'blocks.2"),
+])
+def test_bad_checkpoint_metadata(saved, tmp_path, name, change, match):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(saved, folder)
+    _edit(folder, name, change)
+    with pytest.raises(ModelError, match=match):
+        load_model(folder, device="cpu")
+
+
+@pytest.mark.parametrize("missing", ["spectrum.json", "model.safetensors"])
+def test_checkpoint_missing_file(saved, tmp_path, missing):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(saved, folder)
+    (folder / missing).unlink()
+    with pytest.raises(ModelError, match=f"has no {missing}"):
+        load_model(folder, device="cpu")
+
+
+def test_checkpoint_with_unreadable_weights(saved, tmp_path):
+    folder = tmp_path / "ckpt"
+    shutil.copytree(saved, folder)
+    (folder / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ModelError, match="not a readable safetensors file"):
+        load_model(folder, device="cpu")
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"alpha": 1.5}, UserError, r"alpha must be in \[0, 1\]"),
+    ({"alpha": -0.1}, UserError, r"alpha must be in \[0, 1\]"),
+    ({"alpha": 0.5, "inputs": "obs"}, ModelError, "token head.*continuous-only"),
+    ({"alpha": 0.5, "target": "past"}, UnknownNameError, "latent target 'past'"),
+    ({"alpha": 0.5, "horizon": 0}, UserError, "horizon must be at least 1"),
+    ({"alpha": 0.5, "ema": (0.999, 0.99)}, UserError, "ema must rise"),
+    ({"alpha": 0.5, "steps": 0}, UserError, "steps must be at least 1"),
+])
+def test_bad_training_input(task, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SpectrumTrainer(**{**TINY, **kwargs}).fit(task)
+
+
+def test_token_head_on_continuous_input_is_refused():
+    with pytest.raises(ModelError, match="continuous-only"):
+        SpectrumConfig(inputs="obs", obs_dim=4, token_head=True)
+
+
+def test_jepa_on_continuous_observations(task, tmp_path):
+    run = SpectrumTrainer(1.0, inputs="obs", steps=20, log_every=10, **TINY).fit(task)
+    folder = run.save(tmp_path / "obs-jepa")
+    adapter = load_model(folder, device="cpu")
+    assert adapter.inputs == "obs" and not adapter.has_token_head
+    assert run.meta_.family == "jepa" and set(run.meta_.final) == {"latent", "total"}
+    rows = list(task.dataset("val").select(range(4)))
+    out = adapter.forward(adapter.batch(rows))
+    assert out.shape == (4, 5, 16)
+
+
+# --- shipped references -------------------------------------------------------------------------
+
+def test_shipped_references_load_by_name():
+    names = checkpoint.shipped()
+    assert len({checkpoint.load(checkpoint.SHIPPED / n)[1].world for n in names}) >= 2
+    assert len({checkpoint.load(checkpoint.SHIPPED / n)[1].alpha for n in names}) >= 5
+    for name in names:
+        adapter = load_model(name, device="cpu")
+        assert adapter.identity.id == f"probekit/{name}" and adapter.identity.alpha is not None
+    size = sum(p.stat().st_size for p in checkpoint.SHIPPED.rglob("*") if p.is_file())
+    assert size < 8 * 2 ** 20
+
+
+def test_a_reference_beats_its_random_init_twin():
+    """Measured afresh, on held-out episodes of its own world: the reference's probe score is
+    above that of the same architecture at the run's initial weights."""
+    model, meta = checkpoint.load(checkpoint.SHIPPED / REFERENCE)
+    task = probekit.load_task(meta.task)
+    world = task.spec.world_for("train")
+    probe = {s: draw(task, world, n, 7, i + 10, model.config.inputs)
+             for i, (s, n) in enumerate({"train": 200, "val": 100, "test": 100}.items())}
+    trained = quick_probe(model, task, probe)
+    twin = quick_probe(init_model(model.config, meta.seed), task, probe)
+    assert trained > twin + 0.02, (trained, twin)
+    assert math.isfinite(trained) and np.isfinite(twin)

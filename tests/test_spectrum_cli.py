@@ -1,0 +1,119 @@
+"""`probekit spectrum train|sweep|list|report`, and the spectrum figure's table."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from probekit import results
+from probekit.cli import main
+from probekit.spectrum import checkpoint
+from probekit.spectrum.report import collect, markdown, report, summarise
+from tests.result_factory import make
+
+SMALL = ["--d-model", "16", "--layers", "1", "--episodes", "100", "--batch-size", "8",
+         "--quiet"]
+
+
+def test_train_writes_a_checkpoint(tiny_task_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["spectrum", "train", "--task", "boxes-tiny", "--include-path",
+                 str(tiny_task_dir), "--alpha", "0.5", "--steps", "10", "--out", str(out),
+                 *SMALL])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "next-latent a=0.5" in text and "effective rank" in text
+    _, meta = checkpoint.load(out)
+    assert (meta.alpha, meta.steps, meta.task) == (0.5, 10, "boxes-tiny")
+
+
+def test_sweep_trains_each_alpha_and_seed_once(tiny_task_dir, tmp_path, capsys):
+    args = ["spectrum", "sweep", "--task", "boxes-tiny", "--include-path", str(tiny_task_dir),
+            "--alphas", "0,1", "--seeds", "2", "--steps", "5", "--out", str(tmp_path), *SMALL]
+    assert main(args) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["boxes-tiny-a0-s0", "boxes-tiny-a0-s1", "boxes-tiny-a1-s0",
+                     "boxes-tiny-a1-s1"]
+    assert checkpoint.load(tmp_path / "boxes-tiny-a1-s1")[1].family == "jepa"
+    capsys.readouterr()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("kept (already trained)") == 4
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--alpha", "1.5"], "alpha must be in [0, 1]"),
+    (["--alpha", "0.5", "--inputs", "obs"], "continuous-only"),
+    (["--alpha", "0.5", "--task", "boxez"], "did you mean 'boxes'"),
+])
+def test_bad_train_input_is_one_line(tmp_path, capsys, extra, match):
+    args = ["spectrum", "train", "--task", "boxes", "--out", str(tmp_path / "x"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+def test_bad_sweep_alphas(tmp_path, capsys):
+    for alphas, match in (("0,2", "alpha must be in"), ("0,x", "comma-separated numbers")):
+        code = main(["spectrum", "sweep", "--task", "boxes", "--alphas", alphas, "--out",
+                     str(tmp_path)])
+        assert code == 2 and match in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_list_shows_the_shipped_references(capsys):
+    assert main(["spectrum", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in checkpoint.shipped():
+        assert name in out
+
+
+def _results(folder, seeds=(0, 1, 2), iia=True):
+    for task in ("boxes", "othello-4"):
+        for a, family in ((0.0, "ntp"), (0.5, "next-latent"), (1.0, "jepa")):
+            for s in seeds:
+                r = make(model=f"probekit/spectrum-{task}-a{a:g}-s{s}", family=family, alpha=a,
+                         quality=0.5 + 0.4 * a + 0.02 * s, iia=(0.3 + 0.1 * s) if iia else None)
+                r["task"]["name"] = task
+                results.save(r, folder)
+    results.save(make(model="org/not-spectrum", family=None, alpha=None), folder)
+
+
+def test_report_averages_seeds_with_intervals(tmp_path):
+    _results(tmp_path)
+    rows = collect(tmp_path)
+    assert rows.height == 18 and "org/not-spectrum" not in rows["model"].to_list()
+    summary = summarise(rows)
+    assert summary.height == 6 and set(summary["seeds"]) == {3}
+    r = summary.filter((pl.col("task") == "boxes") & (pl.col("alpha") == 0.5)).row(0, named=True)
+    values = rows.filter((pl.col("task") == "boxes") & (pl.col("alpha") == 0.5))["decodability"]
+    assert r["decodability"] == pytest.approx(values.mean())
+    assert r["decodability_lo"] < r["decodability"] < r["decodability_hi"]
+    assert r["iia"] == pytest.approx(0.4) and r["iia_lo"] < 0.4 < r["iia_hi"]
+    boxes = summary.filter(pl.col("task") == "boxes")["decodability"].to_list()
+    assert boxes == sorted(boxes)  # quality rises with a in these made-up results
+
+
+def test_report_with_one_seed_uses_the_bootstrap_interval_and_null_causality(tmp_path):
+    _results(tmp_path, seeds=(0,), iia=False)
+    summary, paths = report(tmp_path, tmp_path / "fig" / "spectrum.png")
+    rows = collect(tmp_path)
+    assert summary["iia"].null_count() == summary.height
+    assert summary["decodability_lo"].to_list() == rows["decodability_lo"].to_list()
+    assert [p.name for p in paths] == ["spectrum.png", "spectrum.csv", "spectrum.md"]
+    assert paths[0].read_bytes()[:4] == b"\x89PNG"
+    assert "| boxes | 0.5 | next-latent | 1 |" in markdown(summary)
+    assert pl.read_csv(paths[1]).height == 6
+
+
+def test_cli_report(tmp_path, capsys):
+    _results(tmp_path, seeds=(0, 1))
+    assert main(["spectrum", "report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| othello-4 | 1 | jepa | 2 |" in out and (tmp_path / "spectrum.png").is_file()
+
+
+def test_cli_report_without_spectrum_results(tmp_path, capsys):
+    results.save(make(model="org/not-spectrum", family=None, alpha=None), tmp_path)
+    assert main(["spectrum", "report", str(tmp_path)]) == 2
+    assert "no probekit.result/1 results of spectrum models" in capsys.readouterr().err
+    assert main(["spectrum", "report", str(tmp_path / "missing")]) == 2
