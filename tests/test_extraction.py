@@ -58,10 +58,11 @@ def test_hooks_equal_output_hidden_states(setup):
         torch.testing.assert_close(got, expected.float(), atol=2e-3, rtol=2e-3)  # float16 store
 
 
-def test_resume_after_interruption_gives_identical_shards(setup, monkeypatch):
+def test_resume_after_interruption_gives_identical_shards(setup, monkeypatch, tmp_path):
     adapter, task = setup
     import probekit.extraction as extraction
 
+    monkeypatch.setenv("PROBEKIT_CACHE", str(tmp_path))  # not the session cache: fresh shards
     monkeypatch.setattr(extraction, "SHARD_SIZE", 64)
     full = extract(adapter, task, "train", ["block.0"], progress=False)
     root = latents_dir(adapter, task, "train") / "block.0"
