@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 quickstart: setup
 	$(VENV)/bin/probekit eval boxes-gpt2-tiny --tasks boxes --out results/
 
+# One OpenMP thread per process: on a shared 2-core machine torch's spinning threads otherwise
+# slow small probes down many times over.
 test: setup
-	$(VENV)/bin/pytest -q
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q
 
 benchmarks: setup
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done
