@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from probekit.errors import DataError
+from probekit.extraction import Latents
 from probekit.probes import fit_linear_probes
 from probekit.probes.control import ControlTask, surface_keys
 from probekit.tasks import Task
@@ -20,27 +21,65 @@ from probekit.worlds import Target
 SPLITS = ("train", "val", "test")
 PROBE_KIND = {"class": "logistic", "regress": "ridge"}
 METRIC = {"class": "accuracy", "regress": "r2"}
+PROBE_MEMORY = 1 << 30  # bytes of float32 latents the probes load at once (fitting copies them)
 
 
 @dataclass(frozen=True)
 class ProbeData:
-    """Flattened probe inputs of one split: X [L, N·S, D], Y [N·S, targets], control keys."""
+    """Probe inputs of one split: X [L, N·S, D] — an array, or extracted Latents that are read
+    from their shards a few layers at a time — with Y [N·S, targets] and control keys."""
 
-    X: np.ndarray
+    X: np.ndarray | Latents
     Y: np.ndarray
     keys: np.ndarray
     n_episodes: int
     n_steps: int
 
+    @property
+    def n_layers(self) -> int:
+        return len(self.X.layers) if isinstance(self.X, Latents) else self.X.shape[0]
 
-def probe_data(task: Task, split: str, latents: np.ndarray, targets: list[Target]) -> ProbeData:
-    """`latents` [L, N, S, D] from extraction, with the split's labels and control keys."""
+    def width(self, layer: int) -> int:
+        return self.X.dim(self.X.layers[layer]) if isinstance(self.X, Latents) else \
+            self.X.shape[2]
+
+    def rows(self, layers: range) -> np.ndarray:
+        """X of `layers` (one width), [len(layers), N·S, D] float32."""
+        if not isinstance(self.X, Latents):
+            return self.X[layers.start:layers.stop]
+        x = self.X.stack(list(self.X.layers[layers.start:layers.stop]))
+        return x.reshape(len(layers), -1, x.shape[-1])
+
+
+def probe_data(task: Task, split: str, latents: np.ndarray | Latents,
+               targets: list[Target]) -> ProbeData:
+    """`latents` from extraction (Latents, or an array [L, N, S, D]), with the split's labels
+    and control keys."""
     ds = task.dataset(split)
-    L, N, S, D = latents.shape
     Y = np.stack([np.asarray(ds[f"label.{t.name}"], dtype=np.float64).reshape(-1)
                   for t in targets], axis=1)
     keys = surface_keys(ds["surface"], task.spec.control["feature"])
+    if isinstance(latents, Latents):
+        return ProbeData(latents, Y, keys, latents.n_episodes, latents.n_steps)
+    L, N, S, D = latents.shape
     return ProbeData(latents.reshape(L, N * S, D), Y, keys, N, S)
+
+
+def layer_groups(data: dict[str, ProbeData]) -> list[range]:
+    """Runs of consecutive layers of one width whose float32 latents, every split together,
+    fit in PROBE_MEMORY (one layer at least): what the probes load at once."""
+    per_dim = 4 * sum(len(d.Y) for d in data.values())
+    train = data["train"]
+    groups: list[range] = []
+    for i in range(train.n_layers):
+        width = train.width(i)
+        last = groups[-1] if groups else None
+        if last and train.width(last.start) == width and \
+                (len(last) + 1) * width * per_dim <= PROBE_MEMORY:
+            groups[-1] = range(last.start, i + 1)
+        else:
+            groups.append(range(i, i + 1))
+    return groups
 
 
 def chance_levels(task: Task, targets: list[Target], y_train: np.ndarray) -> np.ndarray:
@@ -77,24 +116,28 @@ class ProbeScores:
 def fit_scores(data: dict[str, ProbeData], Y: dict[str, np.ndarray], targets: list[Target],
                device: str) -> ProbeScores:
     """Fit one probe per layer × target (logistic for class targets, ridge for regression) with
-    the regularisation chosen on val; score every split."""
-    L = data["train"].X.shape[0]
+    the regularisation chosen on val; score every split. Layers are loaded a group at a time
+    (`layer_groups`); each layer's probes are independent of the others'."""
+    L = data["train"].n_layers
     out = {s: np.zeros((L, len(targets))) for s in SPLITS}
-    pred = np.zeros((L, data["test"].X.shape[1], len(targets)))
-    for kind in ("class", "regress"):
-        cols = [j for j, t in enumerate(targets) if t.kind == kind]
-        if not cols:
-            continue
-        for j in cols:
-            if kind == "class" and len(np.unique(Y["train"][:, j])) < 2:
-                raise DataError(f"target {targets[j].name} has a single class in the train split;"
-                                " drop it from the task's targets or enlarge the split")
-        probes = fit_linear_probes(
-            data["train"].X, Y["train"][:, cols], kind=PROBE_KIND[kind],
-            X_val=data["val"].X, Y_val=Y["val"][:, cols], device=device)
-        for s in SPLITS:
-            out[s][:, cols] = probes.score(data[s].X, Y[s][:, cols])
-        pred[:, :, cols] = probes.predict(data["test"].X)
+    pred = np.zeros((L, len(Y["test"]), len(targets)))
+    for j, t in enumerate(targets):
+        if t.kind == "class" and len(np.unique(Y["train"][:, j])) < 2:
+            raise DataError(f"target {t.name} has a single class in the train split; drop it "
+                            "from the task's targets or enlarge the split")
+    for group in layer_groups(data):
+        X = {s: data[s].rows(group) for s in SPLITS}
+        at = slice(group.start, group.stop)
+        for kind in ("class", "regress"):
+            cols = [j for j, t in enumerate(targets) if t.kind == kind]
+            if not cols:
+                continue
+            probes = fit_linear_probes(X["train"], Y["train"][:, cols], kind=PROBE_KIND[kind],
+                                       X_val=X["val"], Y_val=Y["val"][:, cols], device=device)
+            for s in SPLITS:
+                out[s][at, cols] = probes.score(X[s], Y[s][:, cols])
+            pred[at, :, cols] = probes.predict(X["test"])
+        del X
     return ProbeScores(out["train"], out["val"], out["test"], pred)
 
 

@@ -9,30 +9,35 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from probekit import distributed
 from probekit.adapters import Adapter, load_model
 from probekit.decodability import (METRIC, SPLITS, choose_layer, bootstrap_ci, chance_levels,
                                    control_labels, fit_scores, normalise, probe_data)
 from probekit.errors import UserError
-from probekit.extraction import extract
+from probekit.extraction import CPU_BATCH, extract, precision
 from probekit.report import Report
 from probekit.results import SCHEMA, run_id
 from probekit.tasks import Task, load_task
 
 
 def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
-             layers: Sequence[str] | None = None, device: str = "auto", batch_size: int = 32,
-             seed: int = 0, include: Iterable[str | Path] = (), random_init: bool = True,
+             layers: Sequence[str] | None = None, device: str = "auto",
+             batch_size: int | str = 32, autocast: str | None = None, seed: int = 0,
+             include: Iterable[str | Path] = (), random_init: bool = True,
              trust_remote_code: bool = False, truncate: bool = False, causal: bool = True,
              progress: bool = True) -> Report:
     """Probe `model` on each task: decodability (probes + control + random-init twin) per layer,
     and causal probes (interventions, steering, attributions) on tasks with counterfactual pairs.
 
     `model` is a checkpoint folder, a shipped checkpoint name, a Hub id or an `Adapter`.
+    `batch_size` "auto" fills the free GPU memory; `autocast` ("bf16", "fp16") runs extraction
+    under torch.autocast. Under torch.distributed every rank extracts its share of the shards
+    and only rank 0 goes on to fit probes (the others return an empty Report).
     """
     if not tasks:
         raise UserError("no task given; name at least one (see `probekit tasks list`)")
-    if batch_size < 1:
-        raise UserError(f"batch_size must be at least 1, got {batch_size}")
+    if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
+        raise UserError(f"batch_size must be at least 1 or 'auto', got {batch_size!r}")
     if not 0 <= seed < 2 ** 32:
         raise UserError(f"seed must be in [0, 2**32), got {seed}")
     loaded = [load_task(name, include) for name in tasks]  # fail on a bad name before any work
@@ -40,14 +45,22 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
                          truncate=truncate)
     layer_names = adapter.check_layers(list(layers) if layers else None)
     twin = adapter.random_init(seed) if random_init else None
+    if distributed.world_size() > 1:  # every rank extracts its shards; rank 0 goes on alone
+        for task in loaded:
+            for a, split in [(a, s) for a in (adapter, twin) if a is not None for s in SPLITS]:
+                extract(a, task, split, layer_names, batch_size=batch_size, autocast=autocast,
+                        progress=progress)
+        if not distributed.is_main():
+            return Report([])
     results = [evaluate_task(adapter, twin, task, layer_names, batch_size=batch_size, seed=seed,
-                             causal=causal, progress=progress) for task in loaded]
+                             autocast=autocast, causal=causal, progress=progress)
+               for task in loaded]
     return Report(results)
 
 
 def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: list[str], *,
-                  batch_size: int = 32, seed: int = 0, causal: bool = True,
-                  progress: bool = True) -> dict[str, Any]:
+                  batch_size: int | str = 32, seed: int = 0, autocast: str | None = None,
+                  causal: bool = True, progress: bool = True) -> dict[str, Any]:
     """One `probekit.result/1` record for (adapter, task)."""
     t0 = time.perf_counter()
     targets = task.targets
@@ -55,7 +68,7 @@ def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: li
 
     def latents_of(a: Adapter):
         return {s: probe_data(task, s, extract(a, task, s, layers, batch_size=batch_size,
-                                               progress=progress).stack(), targets)
+                                               autocast=autocast, progress=progress), targets)
                 for s in SPLITS}
 
     data = latents_of(adapter)
@@ -82,7 +95,8 @@ def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: li
     if causal and task.spec.counterfactual is not None:
         from probekit.causal import CausalProbe
 
-        found = CausalProbe(batch_size=batch_size, seed=seed, progress=progress).run(
+        found = CausalProbe(batch_size=CPU_BATCH if batch_size == "auto" else batch_size,
+                            seed=seed, progress=progress).run(
             adapter, task, layers)
 
     per_layer = []
@@ -98,7 +112,7 @@ def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: li
     result = {
         "schema": SCHEMA,
         "run_id": "",
-        "model": adapter.identity.as_dict(),
+        "model": {**adapter.identity.as_dict(), "dtype": precision(adapter, autocast)},
         "task": {"name": task.name, "version": task.version, "fingerprint": task.fingerprint,
                  "n_train": data["train"].n_episodes, "n_val": data["val"].n_episodes,
                  "n_test": data["test"].n_episodes},

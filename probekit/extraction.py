@@ -1,100 +1,199 @@
 """Extraction: latents at the step positions of every episode, for chosen layers only.
 
-Forward hooks gather just the step positions on the device; batches are written as float16
-safetensors shards under a cache keyed by model weights + task fingerprint + split + layer, each
-shard written atomically, so an interrupted run resumes at the first missing shard.
+Forward hooks gather just the step positions on the device, and the forward stops once the last
+hooked layer has run. Each fixed-size group of episodes (a shard) is written as float16
+safetensors as soon as its batches finish, atomically, under a cache keyed by model weights +
+precision + task fingerprint + split + layer: memory does not grow with the number of episodes,
+and an interrupted run resumes at the first missing shard with the same data. Under
+torch.distributed each rank computes the shards i % world_size == rank; rank 0 writes the
+manifests once every shard is there.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
+from probekit import distributed
 from probekit.adapters.base import Adapter
-from probekit.errors import DataError, StorageError
+from probekit.errors import DataError, StorageError, UnknownNameError, UserError
 from probekit.io import atomic_path, write_json
 from probekit.tasks import Task, cache_root
 
-SHARD_SIZE = 256  # episodes per shard (fixed, so resumed runs cut shards the same way)
+SHARD_SIZE = 256  # episodes per shard (fixed, so resumed runs and ranks cut shards the same way)
 FP16_MAX = float(np.finfo(np.float16).max)
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+CPU_BATCH = 32  # `batch_size="auto"` on the CPU, where larger batches are no faster
+GPU_MEMORY_SHARE = 0.8  # of the free GPU memory that an automatic batch size may fill
 
 
 @dataclass(frozen=True)
 class Latents:
-    """Step latents of one (model, task, split): `layer(name)` loads one layer [N, S, D]."""
+    """Step latents of one (model, task, split), read from the shards a layer at a time:
+    `layer(name)` is [N, S, D], `stack(names)` is [L, N, S, D]."""
 
     root: Path
     layers: tuple[str, ...]
     n_episodes: int
     n_steps: int
 
+    def manifest(self, name: str) -> dict[str, Any]:
+        """The manifest of layer `name`: its shards, episodes, steps and width."""
+        try:
+            manifest = json.loads((self.root / name / "manifest.json").read_text())
+            if not {"shards", "dim"} <= set(manifest):
+                raise ValueError("the manifest lacks its shards or width")
+            return manifest
+        except (OSError, ValueError) as e:
+            raise StorageError(f"cached latents in {str(self.root / name)!r} are unreadable "
+                               f"({e}); delete that folder and run again to recompute them"
+                               ) from None
+
+    def dim(self, name: str) -> int:
+        """The width of layer `name`, from its manifest (nothing is loaded)."""
+        return int(self.manifest(name)["dim"])
+
     def layer(self, name: str) -> np.ndarray:
+        out = np.empty((self.n_episodes, self.n_steps, self.dim(name)), np.float32)
+        self._fill(name, out)
+        return out
+
+    def stack(self, layers: list[str] | None = None) -> np.ndarray:
+        """[L, N, S, D] float32 for `layers` (all by default), which must share one width."""
+        names = list(layers or self.layers)
+        dims = {self.dim(n) for n in names}
+        if len(dims) > 1:
+            raise DataError(f"layers {names} differ in width ({sorted(dims)}); stack layers of "
+                            "one width at a time")
+        out = np.empty((len(names), self.n_episodes, self.n_steps, dims.pop()), np.float32)
+        for i, name in enumerate(names):
+            self._fill(name, out[i])
+        return out
+
+    def _fill(self, name: str, out: np.ndarray) -> None:
+        """Copy layer `name` into `out` shard by shard (float16 → float32, no second copy)."""
         folder = self.root / name
         try:
-            manifest = json.loads((folder / "manifest.json").read_text())
-            parts = [load_file(str(folder / f))["latents"] for f in manifest["shards"]]
+            lo = 0
+            for shard in self.manifest(name)["shards"]:
+                part = load_file(str(folder / shard))["latents"]
+                out[lo:lo + len(part)] = part
+                lo += len(part)
+            if lo != len(out):
+                raise ValueError(f"the shards hold {lo} episodes, the manifest {len(out)}")
         except (OSError, ValueError, KeyError, SafetensorError) as e:
             raise StorageError(f"cached latents in {str(folder)!r} are unreadable ({e}); delete "
                                "that folder and run again to recompute them") from None
-        return np.concatenate(parts).astype(np.float32)
-
-    def stack(self, layers: list[str] | None = None) -> np.ndarray:
-        """[L, N, S, D] float32 for `layers` (all by default)."""
-        return np.stack([self.layer(n) for n in (layers or self.layers)])
 
 
-def latents_dir(adapter: Adapter, task: Task, split: str) -> Path:
-    return (cache_root() / "latents" / adapter.identity.sha256[:16] / task.fingerprint / split)
+def precision(adapter: Adapter, autocast: str | None = None) -> str:
+    """What the latents are computed in: the weights' dtype, and the autocast dtype if any
+    (e.g. `float32-autocast-bf16`)."""
+    return adapter.identity.dtype + (f"-autocast-{autocast}" if autocast else "")
+
+
+def latents_dir(adapter: Adapter, task: Task, split: str, autocast: str | None = None) -> Path:
+    """Where the latents of (model weights, precision, task, split) are cached."""
+    return (cache_root() / "latents" / adapter.identity.sha256[:16] /
+            precision(adapter, autocast) / task.fingerprint / split)
 
 
 def extract(adapter: Adapter, task: Task, split: str, layers: list[str] | None = None, *,
-            batch_size: int = 32, progress: bool = True) -> Latents:
-    """Latents of `split` at `layers`, computed only for the layers and shards not yet cached."""
-    from tqdm.auto import tqdm
+            batch_size: int | str = 32, autocast: str | None = None,
+            progress: bool = True) -> Latents:
+    """Latents of `split` at `layers`, computed only for the layers and shards not yet cached.
 
+    batch_size: episodes per forward pass, or "auto": the most that fit in the free GPU memory
+    (at most a shard; 32 on the CPU). autocast: "bf16" or "fp16" runs the forward under
+    torch.autocast in that dtype (its latents are cached apart from full-precision ones).
+    """
     layers = adapter.check_layers(layers)
+    if autocast is not None and autocast not in AUTOCAST:
+        raise UnknownNameError("autocast dtype", autocast, AUTOCAST)
+    if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
+        raise UserError(f"batch_size must be a positive integer or 'auto', got {batch_size!r}")
     dataset = task.dataset(split)
     n = len(dataset)
     n_steps = len(dataset[0]["step_spans"])
-    root = latents_dir(adapter, task, split)
-    n_shards = math.ceil(n / SHARD_SIZE)
-    names = [f"shard-{i:05d}.safetensors" for i in range(n_shards)]
+    root = latents_dir(adapter, task, split, autocast)
+    names = [f"shard-{i:05d}.safetensors" for i in range(math.ceil(n / SHARD_SIZE))]
     todo = [layer for layer in layers if not (root / layer / "manifest.json").exists()]
-    pending = [i for i in range(n_shards)
-               if any(not (root / layer / names[i]).exists() for layer in todo)]
-    if pending:
-        bar = tqdm(total=sum(min(SHARD_SIZE, n - i * SHARD_SIZE) for i in pending),
-                   desc=f"extract {task.name}/{split}", unit="ep", disable=not progress,
-                   leave=False)
-        with bar, _Hooks(adapter, todo) as hooks, torch.no_grad():  # a failure clears the bar
-            for i in pending:
-                lo, hi = i * SHARD_SIZE, min(n, (i + 1) * SHARD_SIZE)
-                chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in todo}
-                for start in range(lo, hi, batch_size):
-                    rows = dataset.select(range(start, min(hi, start + batch_size)))
-                    batch = adapter.batch(list(rows)).to(adapter.device)
-                    hooks.positions = batch.positions
-                    adapter.forward(batch)
-                    for layer in todo:
-                        chunks[layer].append(hooks.out[layer].to("cpu", non_blocking=True))
-                    bar.update(len(rows))
-                for layer in todo:
-                    if not (root / layer / names[i]).exists():  # finished shards stay as they are
-                        _write_shard(root / layer / names[i], torch.cat(chunks[layer]), layer)
-    for layer in todo:
-        write_json(root / layer / "manifest.json",
-                   {"layer": layer, "episodes": n, "steps": n_steps, "shards": names,
-                    "shard_size": SHARD_SIZE, "dtype": "float16",
-                    "model_sha256": adapter.identity.sha256, "task": task.fingerprint})
+    if todo:  # every rank sees the same manifests: each call ends at a barrier after writing them
+        rank, world = distributed.rank(), distributed.world_size()
+        mine = [i for i in range(len(names)) if i % world == rank
+                and any(not (root / layer / names[i]).exists() for layer in todo)]
+        if mine:
+            _extract_shards(adapter, dataset, root, todo, [(i, names[i]) for i in mine],
+                            batch_size, autocast, progress and rank == 0,
+                            f"extract {task.name}/{split}")
+        distributed.barrier()
+        if rank == 0:
+            for layer in todo:
+                _write_manifest(root / layer, names, n, n_steps, adapter, task, autocast)
+        distributed.barrier()
     return Latents(root, tuple(layers), n, n_steps)
+
+
+def auto_batch_size(adapter: Adapter, episodes: list[dict[str, Any]],
+                    autocast: str | None = None) -> int:
+    """Episodes per forward pass: on CUDA, as many as fit in GPU_MEMORY_SHARE of the free memory
+    by the peak memory a forward over `episodes` takes per episode (at most a shard); on the
+    CPU, CPU_BATCH."""
+    device = adapter.device
+    if device.type != "cuda":
+        return CPU_BATCH
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    with torch.no_grad(), _autocast(device, autocast):
+        adapter.forward(adapter.batch(episodes).to(device))
+    per_episode = max(1, torch.cuda.max_memory_allocated(device) - before) / len(episodes)
+    free, _ = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return max(1, min(SHARD_SIZE, int(GPU_MEMORY_SHARE * free / per_episode)))
+
+
+def _extract_shards(adapter: Adapter, dataset: Any, root: Path, layers: list[str],
+                    shards: list[tuple[int, str]], batch_size: int | str, autocast: str | None,
+                    progress: bool, desc: str) -> None:
+    """Run the model over `shards` (index, file name), writing each as soon as it is done."""
+    from tqdm.auto import tqdm
+
+    n = len(dataset)
+    if batch_size == "auto":
+        batch_size = auto_batch_size(adapter, list(dataset.select(range(min(8, n)))), autocast)
+    bar = tqdm(total=sum(min(SHARD_SIZE, n - i * SHARD_SIZE) for i, _ in shards), desc=desc,
+               unit="ep", disable=not progress, leave=False)
+    cuda = adapter.device.type == "cuda"
+    # a failure clears the bar
+    with bar, _Hooks(adapter, layers) as hooks, torch.no_grad(), \
+            _autocast(adapter.device, autocast):
+        hooks.learn(adapter.batch(list(dataset.select([shards[0][0] * SHARD_SIZE]))).to(
+            adapter.device))
+        for i, name in shards:
+            lo, hi = i * SHARD_SIZE, min(n, (i + 1) * SHARD_SIZE)
+            chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+            for start in range(lo, hi, batch_size):
+                rows = list(dataset.select(range(start, min(hi, start + batch_size))))
+                hooks.run(adapter.batch(rows).to(adapter.device))
+                for layer in layers:  # from CUDA: into pinned memory, without waiting
+                    chunks[layer].append(hooks.out[layer].to("cpu", non_blocking=True))
+                bar.update(len(rows))
+            if cuda:
+                torch.cuda.synchronize(adapter.device)  # the copies have landed
+            for layer in layers:
+                if not (root / layer / name).exists():  # finished shards stay as they are
+                    _write_shard(root / layer / name, torch.cat(chunks[layer]), layer)
 
 
 def _write_shard(path: Path, latents: torch.Tensor, layer: str) -> None:
@@ -109,13 +208,47 @@ def _write_shard(path: Path, latents: torch.Tensor, layer: str) -> None:
         save_file({"latents": x.to(torch.float16).numpy()}, str(tmp))
 
 
+def _write_manifest(folder: Path, names: list[str], n: int, n_steps: int, adapter: Adapter,
+                    task: Task, autocast: str | None) -> None:
+    """The manifest that marks a layer complete, once every shard is on disk."""
+    missing = [name for name in names if not (folder / name).exists()]
+    if missing:
+        raise StorageError(f"{len(missing)} shards of {str(folder)!r} are missing (first: "
+                           f"{missing[0]}) after every rank finished; a process sharing the "
+                           "cache removed them — run again to recompute them")
+    with safe_open(str(folder / names[0]), framework="numpy") as f:
+        dim = int(f.get_slice("latents").get_shape()[-1])
+    write_json(folder / "manifest.json",
+               {"layer": folder.name, "episodes": n, "steps": n_steps, "dim": dim,
+                "shards": names, "shard_size": SHARD_SIZE, "dtype": "float16",
+                "autocast": autocast, "model_sha256": adapter.identity.sha256,
+                "task": task.fingerprint})
+
+
+@contextmanager
+def _autocast(device: torch.device, autocast: str | None) -> Iterator[None]:
+    with torch.autocast(device.type, dtype=AUTOCAST.get(autocast or ""),
+                        enabled=autocast is not None):
+        yield
+
+
+class _Stop(Exception):
+    """Raised by the last hooked layer to run: the rest of the forward is not needed."""
+
+
 class _Hooks:
-    """Forward hooks that keep only the step positions of each hooked layer's output."""
+    """Forward hooks that keep only the step positions of each hooked layer's output.
+
+    `learn` runs one full forward and counts the hooked layers' calls; when each ran once,
+    forwards stop right after the last of them (a model's head is often its costliest part;
+    a layer that runs twice keeps its last output)."""
 
     def __init__(self, adapter: Adapter, layers: list[str]):
         self.adapter, self.layers = adapter, layers
         self.positions: torch.Tensor | None = None
         self.out: dict[str, torch.Tensor] = {}
+        self.calls: dict[str, int] = {}
+        self.stop_early = False
         self._handles: list[Any] = []
 
     def __enter__(self) -> "_Hooks":
@@ -128,10 +261,29 @@ class _Hooks:
         for h in self._handles:
             h.remove()
 
+    def learn(self, batch: Any) -> None:
+        """A full forward over `batch` (one episode is enough) to see whether forwards may stop
+        early."""
+        self.stop_early = False
+        self.run(batch)
+        self.stop_early = all(c == 1 for c in self.calls.values())
+
+    def run(self, batch: Any) -> None:
+        """One forward over `batch`, filling `out`."""
+        self.positions = batch.positions
+        self.calls = dict.fromkeys(self.layers, 0)
+        try:
+            self.adapter.forward(batch)
+        except _Stop:
+            pass
+
     def _hook(self, layer: str):
         def hook(module, args, output):
             hidden = output[0] if isinstance(output, (tuple, list)) else output
             rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
             self.out[layer] = hidden[rows, self.positions].detach()
+            self.calls[layer] += 1
+            if self.stop_early and all(self.calls.values()):
+                raise _Stop
 
         return hook

@@ -1,17 +1,28 @@
-"""Extraction: hooked values equal `output_hidden_states`, positions come from offsets, shards
-are cached and an interrupted extraction resumes to identical data."""
+"""Extraction: hooked values equal `output_hidden_states` (also when the forward stops after the
+last hooked layer), positions come from offsets, shards are cached, and an extraction that was
+interrupted (or SIGKILLed in a real process) resumes to identical data."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.numpy import load_file
+from torch import nn
 
+import probekit.extraction as extraction
 from probekit.adapters import load_model
-from probekit.errors import UnknownNameError
+from probekit.errors import UnknownNameError, UserError
 from probekit.extraction import extract, latents_dir
 from probekit.tasks import load_task
+from tests.micro import one_thread  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +69,8 @@ def test_hooks_equal_output_hidden_states(setup):
         torch.testing.assert_close(got, expected.float(), atol=2e-3, rtol=2e-3)  # float16 store
 
 
-def test_resume_after_interruption_gives_identical_shards(setup, monkeypatch, tmp_path):
+def test_resume_after_interruption_gives_identical_shards(setup, monkeypatch):
     adapter, task = setup
-    import probekit.extraction as extraction
-
-    monkeypatch.setenv("PROBEKIT_CACHE", str(tmp_path))  # not the session cache: fresh shards
     monkeypatch.setattr(extraction, "SHARD_SIZE", 64)
     full = extract(adapter, task, "train", ["block.0"], progress=False)
     root = latents_dir(adapter, task, "train") / "block.0"
@@ -76,8 +84,155 @@ def test_resume_after_interruption_gives_identical_shards(setup, monkeypatch, tm
     original = adapter.forward
     monkeypatch.setattr(adapter, "forward", lambda b: calls.append(1) or original(b))
     resumed = extract(adapter, task, "train", ["block.0"], batch_size=32, progress=False)
-    assert len(calls) == (240 - 128 + 31) // 32  # only the missing episodes ran
+    # one single-episode forward to learn the hooked layers' calls, then the missing episodes
+    assert len(calls) == 1 + (240 - 128 + 31) // 32
     for name, arr in reference.items():
         np.testing.assert_array_equal(load_file(str(root / name))["latents"], arr)
     np.testing.assert_array_equal(resumed.layer("block.0"), full.layer("block.0"))
     assert not list(root.glob(".*tmp"))
+
+
+# A child process that extracts the train split slowly enough to be killed mid-run.
+SLOW_EXTRACT = """
+import sys, time
+import probekit.extraction as extraction
+from probekit.adapters import load_model
+from probekit.tasks import load_task
+
+extraction.SHARD_SIZE = 16
+adapter = load_model(sys.argv[1], device="cpu")
+forward = adapter.forward
+adapter.forward = lambda batch: time.sleep(0.05) or forward(batch)
+extraction.extract(adapter, load_task("boxes-tiny", [sys.argv[2]]), "train", batch_size=8,
+                   progress=False)
+"""
+
+
+def shard_files(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root)): p for p in root.rglob("shard-*.safetensors")}
+
+
+def test_extraction_killed_with_sigkill_resumes_to_the_uninterrupted_shards(
+        setup, tiny_gpt2, tiny_task_dir, tmp_path, monkeypatch, one_thread):
+    adapter, task = setup
+    monkeypatch.setattr(extraction, "SHARD_SIZE", 16)  # 240 episodes: 15 shards × 3 layers
+    monkeypatch.setenv("PROBEKIT_CACHE", str(tmp_path / "killed"))
+    root = latents_dir(adapter, task, "train")
+    child = subprocess.Popen([sys.executable, "-c", SLOW_EXTRACT, str(tiny_gpt2),
+                              str(tiny_task_dir)], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(shard_files(root)) < 6:  # two shards of every layer are done: kill it
+        assert child.poll() is None, child.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+    assert child.returncode == -signal.SIGKILL
+    done = {name: (p.stat().st_ino, p.stat().st_mtime_ns) for name, p in shard_files(root).items()}
+    assert 6 <= len(done) < 45 and not list(root.rglob("manifest.json"))
+
+    written = []
+    write = extraction._write_shard
+    monkeypatch.setattr(extraction, "_write_shard",
+                        lambda path, *a: written.append(path) or write(path, *a))
+    resumed = extract(adapter, task, "train", batch_size=8, progress=False)
+    assert len(written) == 45 - len(done)
+    assert {n: (p.stat().st_ino, p.stat().st_mtime_ns) for n, p in shard_files(root).items()
+            if n in done} == done  # what the killed run finished is kept as it is
+    assert all(p.name.startswith(".") for p in root.rglob("*.tmp"))  # a killed writer's temp
+
+    monkeypatch.setenv("PROBEKIT_CACHE", str(tmp_path / "whole"))
+    whole = extract(adapter, task, "train", batch_size=8, progress=False)
+    mine, theirs = shard_files(root), shard_files(whole.root)
+    assert mine.keys() == theirs.keys()
+    for name in mine:
+        assert mine[name].read_bytes() == theirs[name].read_bytes(), name
+    for layer in adapter.layers():
+        assert (root / layer / "manifest.json").read_text() == \
+            (whole.root / layer / "manifest.json").read_text()
+    np.testing.assert_array_equal(resumed.stack(), whole.stack())
+
+
+def test_stopping_after_the_last_hooked_layer_keeps_the_values(setup, tmp_path, monkeypatch):
+    adapter, task = setup
+    monkeypatch.setenv("PROBEKIT_CACHE", str(tmp_path))
+    rows = list(task.dataset("test"))
+    later: list[int] = []
+    handle = adapter.module("block.1").register_forward_hook(lambda *a: later.append(1))
+    try:
+        latents = extract(adapter, task, "test", ["embed", "block.0"], batch_size=16,
+                          progress=False)
+    finally:
+        handle.remove()
+    assert len(later) == 1  # only the one-episode forward that learns the calls ran past it
+    batch = adapter.batch(rows)
+    with torch.no_grad():
+        hs = adapter.model(**batch.inputs, output_hidden_states=True).hidden_states
+    idx = torch.arange(len(rows))[:, None]
+    for i, name in enumerate(["embed", "block.0"]):
+        torch.testing.assert_close(torch.from_numpy(latents.layer(name)),
+                                   hs[i][idx, batch.positions], atol=2e-3, rtol=2e-3)
+
+
+class Twice(nn.Module):
+    """Embeddings, one block applied twice, then a narrower projection."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.embed, self.block = nn.Embedding(vocab, 16), nn.Linear(16, 16)
+        self.proj = nn.Linear(16, 8)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.block(torch.tanh(self.block(self.embed(ids)))))
+
+
+def test_a_layer_run_twice_keeps_its_last_output_and_widths_fit_apart(tiny_task_dir):
+    from probekit.adapters import ModuleAdapter
+    from probekit.decodability import SPLITS, fit_scores, layer_groups, probe_data
+    from probekit.worlds.boxes import Boxes
+
+    torch.manual_seed(0)
+    model = Twice(len(Boxes().vocabulary()))
+    adapter = ModuleAdapter(model, {"embed": model.embed, "block": model.block,
+                                    "proj": model.proj}, device="cpu")
+    task = load_task("boxes-tiny", [tiny_task_dir])
+    latents = extract(adapter, task, "val", batch_size=16, progress=False)
+    rows = list(task.dataset("val"))
+    batch = adapter.batch(rows)
+    with torch.no_grad():
+        second = model.block(torch.tanh(model.block(model.embed(batch.inputs["input_ids"]))))
+    idx = torch.arange(len(rows))[:, None]
+    torch.testing.assert_close(torch.from_numpy(latents.layer("block")),
+                               second[idx, batch.positions], atol=2e-3, rtol=2e-3)
+    assert [latents.dim(n) for n in latents.layers] == [16, 16, 8]
+
+    data = {s: probe_data(task, s, extract(adapter, task, s, progress=False), task.targets)
+            for s in SPLITS}
+    assert layer_groups(data) == [range(0, 2), range(2, 3)]
+    scores = fit_scores(data, {s: data[s].Y for s in SPLITS}, task.targets, "cpu")
+    assert scores.test.shape == (3, len(task.targets)) and np.isfinite(scores.test).all()
+
+
+def test_autocast_latents_are_cached_apart_and_close(setup):
+    adapter, task = setup
+    full = extract(adapter, task, "val", ["block.1"], progress=False)
+    bf16 = extract(adapter, task, "val", ["block.1"], autocast="bf16", progress=False)
+    assert bf16.root != full.root and "autocast-bf16" in str(bf16.root)
+    np.testing.assert_allclose(bf16.layer("block.1"), full.layer("block.1"), atol=0.1)
+    assert not np.array_equal(bf16.layer("block.1"), full.layer("block.1"))
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"batch_size": 0}, UserError), ({"batch_size": "many"}, UserError),
+    ({"autocast": "bf61"}, UnknownNameError)])
+def test_bad_extraction_options(setup, kwargs, error):
+    adapter, task = setup
+    with pytest.raises(error):
+        extract(adapter, task, "val", **kwargs)
+
+
+def test_auto_batch_size_on_the_cpu(setup):
+    adapter, task = setup
+    assert extraction.auto_batch_size(adapter, list(task.dataset("val").select(range(4)))) == \
+        extraction.CPU_BATCH

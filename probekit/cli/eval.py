@@ -15,7 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results", type=Path, help="results folder (store layout)")
     p.add_argument("--layers", default=None, help="comma-separated layer names (default: all)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 …")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=batch_size, default=32, metavar="N|auto",
+                   help="episodes per forward pass, or auto: as many as fit in free GPU memory "
+                        "(32 on the CPU)")
+    p.add_argument("--autocast", choices=("bf16", "fp16"), default=None,
+                   help="extract under torch.autocast in this dtype (faster on recent GPUs; "
+                        "recorded in the result's model dtype and cached apart)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-random-init", action="store_true",
                    help="skip the random-init baseline (not recommended)")
@@ -28,18 +33,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+def batch_size(text: str) -> int | str:
+    """`auto` or an integer (checked to be positive once parsed)."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (give a number of "
+                                         "episodes, or auto)") from None
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate; under `torchrun` every rank extracts its shards and rank 0 writes results."""
+    from probekit import distributed
     from probekit.errors import UserError
     from probekit.evaluation import evaluate
 
-    if args.batch_size < 1:
+    if args.batch_size != "auto" and args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     layers = [x.strip() for x in args.layers.split(",")] if args.layers else None
-    report = evaluate(args.model, tasks, layers=layers, device=args.device,
-                      batch_size=args.batch_size, seed=args.seed, include=args.include_path,
-                      random_init=not args.no_random_init,
-                      trust_remote_code=args.trust_remote_code, truncate=args.truncate)
+    with distributed.group(args.device) as device:
+        report = evaluate(args.model, tasks, layers=layers, device=device,
+                          batch_size=args.batch_size, autocast=args.autocast, seed=args.seed,
+                          include=args.include_path, random_init=not args.no_random_init,
+                          trust_remote_code=args.trust_remote_code, truncate=args.truncate)
+        if not distributed.is_main():
+            return 0
     paths = report.save(args.out)
     print(report)
     for p in paths:
