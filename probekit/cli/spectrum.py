@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 DEFAULT_ALPHAS = "0,0.25,0.5,0.75,0.9,1"
@@ -121,18 +122,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     from probekit.spectrum import checkpoint
 
-    table = Table("name", "task", "family", "a", "horizon", "inputs", "steps", "seed",
-                  "probe (random init)", "effective rank",
-                  title="shipped spectrum checkpoints — probekit eval NAME")
+    table = Table(title="shipped spectrum checkpoints — probekit eval NAME")
+    table.add_column("name", no_wrap=True)
+    for column in ("task", "family", "a", "inputs", "steps", "probe (twin)", "eff. rank"):
+        table.add_column(column)
     for name in checkpoint.shipped():
         model, m = checkpoint.load(checkpoint.SHIPPED / name)
         c = m.collapse
-        table.add_row(name, m.task, m.family, f"{m.alpha:g}", str(m.horizon),
-                      model.config.inputs, str(m.steps), str(m.seed),
-                      f"{c['probe']:.3f} ({c['random_init_probe']:.3f})",
-                      f"{c['effective_rank']:.1f}/{c['dim']}" + (" collapsed" if c["collapsed"]
+        table.add_row(name, m.task, m.family, f"{m.alpha:g}", model.config.inputs, str(m.steps),
+                      f"{c['probe']:.2f} ({c['random_init_probe']:.2f})",
+                      f"{c['effective_rank']:.0f}/{c['dim']}" + (" collapsed" if c["collapsed"]
                                                                  else ""))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 120).print(table)  # pipes get whole rows
     return 0
 
 

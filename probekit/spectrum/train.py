@@ -145,8 +145,7 @@ class SpectrumTrainer:
             loss_fn = SpectrumLoss(model, objective)
         params = [p for p in loss_fn.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.steps,
-                                                    pct_start=0.1)
+        sched = schedule(opt, self.lr, self.steps)
         gen = torch.Generator().manual_seed(self.seed)
         history: list[dict[str, float]] = []
         sums: dict[str, float] = {}
@@ -198,6 +197,16 @@ class SpectrumTrainer:
             d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads, d_ff=self.d_ff,
             max_len=max(32, 2 ** math.ceil(math.log2(2 * longest))),
             token_head=self.alpha < 1, horizon=self.horizon)
+
+
+def schedule(opt: torch.optim.Optimizer, lr: float, steps: int
+             ) -> torch.optim.lr_scheduler.LRScheduler:
+    """One cycle: warm up over the first tenth (at least two steps), then anneal; runs too
+    short for a cycle keep `lr`."""
+    if steps < 3:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                               pct_start=max(0.1, 2 / steps))
 
 
 @torch.no_grad()
