@@ -69,8 +69,9 @@ def test_hooks_equal_output_hidden_states(setup):
         torch.testing.assert_close(got, expected.float(), atol=2e-3, rtol=2e-3)  # float16 store
 
 
-def test_resume_after_interruption_gives_identical_shards(setup, monkeypatch):
+def test_resume_after_interruption_gives_identical_shards(setup, monkeypatch, tmp_path):
     adapter, task = setup
+    monkeypatch.setenv("PROBEKIT_CACHE", str(tmp_path))  # not the session cache: fresh shards
     monkeypatch.setattr(extraction, "SHARD_SIZE", 64)
     full = extract(adapter, task, "train", ["block.0"], progress=False)
     root = latents_dir(adapter, task, "train") / "block.0"
@@ -236,3 +237,20 @@ def test_auto_batch_size_on_the_cpu(setup):
     adapter, task = setup
     assert extraction.auto_batch_size(adapter, list(task.dataset("val").select(range(4)))) == \
         extraction.CPU_BATCH
+
+
+def test_probes_fit_from_the_shards_a_layer_at_a_time_as_all_at_once(setup, monkeypatch):
+    import probekit.decodability as decodability
+    from probekit.decodability import SPLITS, fit_scores, layer_groups, probe_data
+
+    adapter, task = setup
+    data = {s: probe_data(task, s, extract(adapter, task, s, progress=False), task.targets)
+            for s in SPLITS}
+    Y = {s: data[s].Y for s in SPLITS}
+    assert layer_groups(data) == [range(0, 3)]
+    together = fit_scores(data, Y, task.targets, "cpu")
+    monkeypatch.setattr(decodability, "PROBE_MEMORY", 1)  # one layer in memory at a time
+    assert layer_groups(data) == [range(0, 1), range(1, 2), range(2, 3)]
+    apart = fit_scores(data, Y, task.targets, "cpu")
+    for field in ("train", "val", "test", "test_pred"):
+        np.testing.assert_array_equal(getattr(apart, field), getattr(together, field))
