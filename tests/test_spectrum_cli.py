@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+import torch
 
 from probekit import results
 from probekit.cli import main
@@ -13,6 +14,15 @@ from tests.result_factory import make
 
 SMALL = ["--d-model", "16", "--layers", "1", "--episodes", "100", "--batch-size", "8",
          "--quiet"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread, and leave the other cores alone."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def test_train_writes_a_checkpoint(tiny_task_dir, tmp_path, capsys):

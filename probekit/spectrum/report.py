@@ -124,9 +124,11 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
         ax.set_title(TITLES[s], fontsize=10)
         ax.set_xlabel("a  (0: next-token prediction → 1: JEPA)", fontsize=9)
         ax.axhline(0, color="grey", lw=0.6)
-        if summary[s].null_count() == summary.height:
-            ax.text(0.5, 0.5, "not scored in these results", ha="center", va="center",
-                    transform=ax.transAxes, color="grey")
+        missing = [t for (t,), g in summary.group_by("task", maintain_order=True)
+                   if g[s].null_count() == g.height]
+        if missing:
+            ax.text(0.98, 0.98, "not scored: " + ", ".join(missing), ha="right", va="top",
+                    transform=ax.transAxes, color="grey", fontsize=7)
     axes[0].legend(fontsize=8, title="task (dashed: random init)", title_fontsize=8)
     axes[2].text(0.02, 0.02, "dashed: unrelated-episode patch", transform=axes[2].transAxes,
                  fontsize=7, color="grey")
