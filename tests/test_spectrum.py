@@ -4,10 +4,8 @@ trainer's bad input and the shipped references."""
 from __future__ import annotations
 
 import json
-import math
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
@@ -280,4 +278,3 @@ def test_a_reference_beats_its_random_init_twin():
     trained = quick_probe(model, task, probe)
     twin = quick_probe(init_model(model.config, meta.seed), task, probe)
     assert trained > twin + 0.02, (trained, twin)
-    assert math.isfinite(trained) and np.isfinite(twin)

@@ -1,8 +1,8 @@
 """Collapse is measured, not hoped away: the effective rank of a model's latents and a quick
 linear probe of the world state against the random-init twin.
 
-A joint-embedding objective has a trivial minimum — every input mapped to the same latent — so a
-run at a > 0 can "succeed" on its loss while its latents carry nothing. `CollapseMonitor`
+A joint-embedding objective has a trivial minimum — every input mapped to the same latent — so
+a run at a > 0 can "succeed" on its loss while its latents carry nothing. `CollapseMonitor`
 says so: latents are collapsed when their effective rank falls below `min_rank` of their width
 (dimensional collapse) or their spread — the across-input std per dimension relative to their
 RMS size — below `min_spread` (every input at nearly one point).

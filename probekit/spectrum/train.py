@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
