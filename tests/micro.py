@@ -7,7 +7,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
 
 MICRO_TASK = """\
 name: micro
@@ -24,17 +23,6 @@ targets:
   - {name: location, kind: class}
 control: {feature: step_text_and_index, seed: 0}
 """
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    """Tiny probes run an order of magnitude faster on one torch thread on a shared CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def write_task(folder: Path, text: str = MICRO_TASK, **changes: object) -> Path:

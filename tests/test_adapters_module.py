@@ -16,14 +16,6 @@ from probekit.worlds.boxes import Boxes
 VOCAB = len(Boxes().vocabulary())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and leave the other cores alone."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class CumMean(nn.Module):
     """Running mean over positions: a causal mixing layer with no parameters."""

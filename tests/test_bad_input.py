@@ -15,10 +15,9 @@ from safetensors.torch import load_file, save_file
 
 from probekit.cli import main
 from probekit.errors import UserError
-from tests.micro import copy_checkpoint, error_line, eval_args, one_thread, write_task  # noqa: F401
+from tests.micro import copy_checkpoint, error_line, eval_args, write_task  # noqa: F401
 from tests.result_factory import make
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import probekit.extraction as extraction
 from probekit import distributed
 from probekit.cli import main
-from tests.micro import eval_args, one_thread, write_task  # noqa: F401
+from tests.micro import eval_args, write_task  # noqa: F401
 
 SHARD_SIZE = 16  # micro splits are 48/16/16 episodes: train has 3 shards, so both ranks work
 
@@ -41,7 +41,7 @@ def shard_bytes(cache: Path) -> dict[str, bytes]:
             for p in (cache / "latents").rglob("shard-*.safetensors")}
 
 
-def test_two_ranks_write_what_one_process_writes(tiny_gpt2, tmp_path, monkeypatch, one_thread):
+def test_two_ranks_write_what_one_process_writes(tiny_gpt2, tmp_path, monkeypatch):
     tasks = write_task(tmp_path / "tasks")
     script, logs = tmp_path / "run.py", tmp_path / "logs"
     script.write_text(RUN)

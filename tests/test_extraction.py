@@ -22,7 +22,6 @@ from probekit.adapters import load_model
 from probekit.errors import UnknownNameError, UserError
 from probekit.extraction import extract, latents_dir
 from probekit.tasks import load_task
-from tests.micro import one_thread  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +113,7 @@ def shard_files(root: Path) -> dict[str, Path]:
 
 
 def test_extraction_killed_with_sigkill_resumes_to_the_uninterrupted_shards(
-        setup, tiny_gpt2, tiny_task_dir, tmp_path, monkeypatch, one_thread):
+        setup, tiny_gpt2, tiny_task_dir, tmp_path, monkeypatch):
     adapter, task = setup
     monkeypatch.setattr(extraction, "SHARD_SIZE", 16)  # 240 episodes: 15 shards × 3 layers
     monkeypatch.setenv("PROBEKIT_CACHE", str(tmp_path / "killed"))

@@ -19,9 +19,8 @@ import probekit.extraction as extraction
 from probekit.cli import main
 from probekit.errors import StorageError
 from probekit.io import write_json
-from tests.micro import error_line, eval_args, one_thread, write_task  # noqa: F401
+from tests.micro import error_line, eval_args, write_task  # noqa: F401
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 SHARD_SIZE = 16  # micro splits are 48/16/16 episodes: 5 shards per layer, 3 layers, 2 models
 SHARDS_PER_RUN = 5 * 3 * 2

@@ -20,8 +20,7 @@ from probekit.adapters import load_model
 from probekit.cli import build_parser, main
 from probekit.errors import ModelError, ResultError, SpecError
 from probekit.results import model_dirname, relative_path, safe_component
-from tests.micro import (MICRO_TASK, copy_checkpoint, error_line, eval_args,  # noqa: F401
-                         one_thread, write_task)
+from tests.micro import MICRO_TASK, copy_checkpoint, error_line, eval_args, write_task  # noqa: F401
 from tests.result_factory import make
 
 PACKAGE = Path(probekit.__file__).parent
@@ -216,7 +215,7 @@ def test_task_and_split_names_cannot_escape_the_cache(changes, needle):
 # --- tokens and stored files ----------------------------------------------------------------
 
 def test_hub_tokens_are_never_written_and_nothing_is_pickled(tiny_gpt2, tasks, tmp_path,
-                                                             monkeypatch, capsys, one_thread):
+                                                             monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", TOKEN)
     cache = tmp_path / "cache"

@@ -21,14 +21,6 @@ TINY = dict(d_model=16, n_layers=2, n_heads=2, d_ff=32, batch_size=16, episodes=
             probe_episodes=60, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and leave the other cores alone."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def task(tiny_task_dir):

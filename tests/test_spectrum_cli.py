@@ -16,14 +16,6 @@ SMALL = ["--d-model", "16", "--layers", "1", "--episodes", "100", "--batch-size"
          "--quiet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and leave the other cores alone."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_train_writes_a_checkpoint(tiny_task_dir, tmp_path, capsys):
     out = tmp_path / "run"
