@@ -7,7 +7,7 @@ averaged over targets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -49,6 +49,10 @@ class ProbeData:
             return self.X[layers.start:layers.stop]
         x = self.X.stack(list(self.X.layers[layers.start:layers.stop]))
         return x.reshape(len(layers), -1, x.shape[-1])
+
+    def select(self, cols: list[int]) -> ProbeData:
+        """The same latents with only the label columns `cols`."""
+        return replace(self, Y=self.Y[:, cols])
 
 
 def probe_data(task: Task, split: str, latents: np.ndarray | Latents,
@@ -121,10 +125,10 @@ def fit_scores(data: dict[str, ProbeData], Y: dict[str, np.ndarray], targets: li
     L = data["train"].n_layers
     out = {s: np.zeros((L, len(targets))) for s in SPLITS}
     pred = np.zeros((L, len(Y["test"]), len(targets)))
-    for j, t in enumerate(targets):
-        if t.kind == "class" and len(np.unique(Y["train"][:, j])) < 2:
-            raise DataError(f"target {t.name} has a single class in the train split; drop it "
-                            "from the task's targets or enlarge the split")
+    constant = [t.name for t, _ in informative(targets, Y["train"], keep=False)]
+    if constant:
+        raise DataError(f"target {constant[0]} has a single class in the train split; drop it "
+                        "from the task's targets or enlarge the split")
     for group in layer_groups(data):
         X = {s: data[s].rows(group) for s in SPLITS}
         at = slice(group.start, group.stop)
@@ -139,6 +143,18 @@ def fit_scores(data: dict[str, ProbeData], Y: dict[str, np.ndarray], targets: li
             pred[at, :, cols] = probes.predict(X["test"])
         del X
     return ProbeScores(out["train"], out["val"], out["test"], pred)
+
+
+def informative(targets: list[Target], y_train: np.ndarray, keep: bool = True
+                ) -> list[tuple[Target, int]]:
+    """(target, column) of the class targets that take at least two values on train (keep), or
+    of those that take one (keep=False); regression targets always count as informative."""
+    out = []
+    for j, t in enumerate(targets):
+        varied = t.kind != "class" or len(np.unique(y_train[:, j])) > 1
+        if varied == keep:
+            out.append((t, j))
+    return out
 
 
 def control_labels(task: Task, targets: list[Target], data: dict[str, ProbeData]

@@ -59,3 +59,7 @@ class ResultError(UserError):
 class StorageError(ProbekitError):
     """A file that could not be written (disk full, no permission; nothing partial is left
     behind) or a cached file that can no longer be read. A runtime failure: CLI exit code 1."""
+
+
+class ProbekitWarning(UserWarning):
+    """Something the user should know that does not stop the run (e.g. a target skipped)."""

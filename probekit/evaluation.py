@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 from probekit import distributed
 from probekit.adapters import Adapter, load_model
 from probekit.decodability import (METRIC, SPLITS, choose_layer, bootstrap_ci, chance_levels,
-                                   control_labels, fit_scores, normalise, probe_data)
-from probekit.errors import UserError
+                                   control_labels, fit_scores, informative, normalise,
+                                   probe_data)
+from probekit.errors import DataError, ProbekitWarning, UserError
 from probekit.extraction import CPU_BATCH, extract, precision
 from probekit.report import Report
 from probekit.results import SCHEMA, run_id
@@ -75,6 +77,18 @@ def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: li
     twin_data = latents_of(twin) if twin is not None else None
     t_extract = time.perf_counter() - t0
 
+    skipped = [t.name for t, _ in informative(targets, data["train"].Y, keep=False)]
+    if skipped:  # a constant label says nothing about the model; probe the rest
+        warnings.warn(f"{task.name}: skipping {len(skipped)} target(s) with a single class on "
+                      f"train: {', '.join(skipped)}", ProbekitWarning, stacklevel=2)
+        cols = [j for _, j in informative(targets, data["train"].Y)]
+        if not cols:
+            raise DataError(f"{task.name}: every target has a single class on train; nothing "
+                            "to probe (enlarge the split or change the knobs)")
+        targets = [targets[j] for j in cols]
+        data = {s: d.select(cols) for s, d in data.items()}
+        if twin_data is not None:
+            twin_data = {s: d.select(cols) for s, d in twin_data.items()}
     Y = {s: data[s].Y for s in SPLITS}
     chance = chance_levels(task, targets, Y["train"])
     scores = fit_scores(data, Y, targets, device)
@@ -115,7 +129,8 @@ def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: li
         "model": {**adapter.identity.as_dict(), "dtype": precision(adapter, autocast)},
         "task": {"name": task.name, "version": task.version, "fingerprint": task.fingerprint,
                  "n_train": data["train"].n_episodes, "n_val": data["val"].n_episodes,
-                 "n_test": data["test"].n_episodes},
+                 "n_test": data["test"].n_episodes,
+                 **({"skipped_targets": skipped} if skipped else {})},
         "probe": {"kind": "+".join(sorted({("logistic" if t.kind == "class" else "ridge")
                                            for t in targets})),
                   "regularisation": "l2, strength chosen on val", "selection": "val",

@@ -156,13 +156,13 @@ def test_empty_split_is_refused_before_any_data(tmp_path, tiny_gpt2, capsys):
 
 # --- data that cannot be probed -------------------------------------------------------------
 
-def test_target_with_a_single_class(tiny_gpt2, tmp_path, capsys):
+def test_every_target_with_a_single_class(tiny_gpt2, tmp_path, capsys):
     write_task(tmp_path / "tasks", knobs={"n_boxes": 2, "n_objects": 1, "n_ops": 1},
                splits={"train": {"size": 1, "seed": 1}, "val": {"size": 4, "seed": 2},
                        "test": {"size": 4, "seed": 3}})
     out = tmp_path / "out"
     bad(eval_args(tiny_gpt2, tmp_path / "tasks", out, "--no-random-init", "--layers", "embed"),
-        capsys, "target location.apple has a single class in the train split", out=out)
+        capsys, "every target has a single class on train; nothing to probe", out=out)
 
 
 @pytest.mark.parametrize("weight, value, needle", [

@@ -162,7 +162,8 @@ class CachedPatcher(Patcher):
             and config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
         sliding = getattr(config, "sliding_window", None) is not None or any(
             t != "full_attention" for t in getattr(config, "layer_types", None) or [])
-        return causal and not sliding and not config.is_encoder_decoder
+        return causal and not sliding and not config.is_encoder_decoder and \
+            _prefix_independent(adapter.model)
 
     def patch(self, layer: str, base: Batch, groups: torch.Tensor, values: torch.Tensor,
               which: torch.Tensor, rows: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -293,6 +294,15 @@ def _replace_output(module: nn.Module, x: torch.Tensor) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+
+
+def _prefix_independent(model: nn.Module) -> bool:
+    """Whether earlier positions ignore later tokens: an encoder class (BERT with is_decoder
+    off) attends both ways, and a cached prefix would then be wrong."""
+    ids = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 5]], device=next(model.parameters()).device)
+    with torch.no_grad():
+        hidden = model(input_ids=ids, output_hidden_states=True).hidden_states[-1]
+    return bool(torch.allclose(hidden[0, :3], hidden[1, :3], atol=1e-5))
 
 
 def make_patcher(adapter: Adapter, readouts: Sequence[Readout], method: str = "auto",

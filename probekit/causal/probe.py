@@ -114,8 +114,11 @@ class CausalProbe:
         batches = list(pairs.batches(adapter, self.batch_size))
         readouts = self._readouts(adapter, task, pairs, batches)
         probes = None
-        if self.steering:
-            variables = sorted({p["variable"] for p in pairs.pairs})
+        variables = sorted({p["variable"] for p in pairs.pairs})
+        columns = task.dataset(self.split).column_names
+        # Steering edits a state variable's probe direction; an intervened input (an action)
+        # has no label column to probe, so those tasks are patched but not steered.
+        if self.steering and all(f"label.{v}" in columns for v in variables):
             probes = fit_probes(adapter, task, layers, variables, batch_size=self.batch_size,
                                 max_episodes=self.steering_episodes, progress=self.progress)
         patcher = make_patcher(adapter, readouts, self.method, self.perturbations_per_eval)

@@ -7,6 +7,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -35,12 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_warning(message: Warning | str, category: type[Warning], *_: object,
+                     **__: object) -> str:
+    """Warnings as `probekit: warning: …` lines, without the source line under them."""
+    return f"probekit: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code: 0 ok, 2 bad input (UserError), 1 runtime failure.
 
     Every failure prints one line on stderr; `--debug` raises instead, with the traceback. An
     exception probekit did not anticipate is a runtime failure too (one line naming its type)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    warnings.formatwarning = one_line_warning
     debug = "--debug" in argv  # known before parsing, so usage errors honour it too
     try:
         args = build_parser().parse_args(argv)

@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-random-init", action="store_true",
                    help="skip the random-init baseline (not recommended)")
+    p.add_argument("--no-causal", action="store_true",
+                   help="decodability only: skip interventions, steering and attributions")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR",
                    help="another folder of task YAML files (repeatable)")
     p.add_argument("--trust-remote-code", action="store_true",
@@ -58,6 +60,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate(args.model, tasks, layers=layers, device=device,
                           batch_size=args.batch_size, autocast=args.autocast, seed=args.seed,
                           include=args.include_path, random_init=not args.no_random_init,
+                          causal=not args.no_causal,
                           trust_remote_code=args.trust_remote_code, truncate=args.truncate)
         if not distributed.is_main():
             return 0

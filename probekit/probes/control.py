@@ -39,9 +39,12 @@ class ControlTask:
         if n_types < 100:
             import warnings
 
-            warnings.warn(f"control feature for {target} has only {n_types} types; Hewitt & Liang "
+            from probekit.errors import ProbekitWarning
+
+            # No target name in the message: the same split warns once, not once per target.
+            warnings.warn(f"the control feature has only {n_types} types; Hewitt & Liang "
                           "recommend hundreds (a small control is as learnable as the task)",
-                          stacklevel=2)
+                          ProbekitWarning, stacklevel=2)
         return self
 
     def labels(self, keys: np.ndarray) -> np.ndarray:
