@@ -1,7 +1,7 @@
 """Train the shipped quickstart checkpoint: a tiny GPT-2 that reads `boxes` text (next-token
 prediction only) and is saved to probekit/checkpoints/boxes-gpt2-tiny.
 
-    python scripts/train_quickstart.py [--steps 3000] [--out DIR]
+    python scripts/train_quickstart.py [--steps 12000] [--out DIR]
 
 Training episodes are drawn from the boxes world with their own seed, so they are not the
 task's probe splits. Reproducible: same arguments, same weights (on the same torch build).
@@ -27,16 +27,18 @@ OUT = Path(__file__).resolve().parent.parent / "probekit" / "checkpoints" / "box
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--steps", type=int, default=12000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--episodes", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--task", default="boxes", help="a boxes-world task to train on")
+    ap.add_argument("--include-path", action="append", default=[], metavar="DIR")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
-    task = load_task("boxes")
+    task = load_task(args.task, args.include_path)
     world = task.spec.world_for("train")
     tokenizer = word_tokenizer(world.vocabulary())
     rng = np.random.default_rng([args.seed, 20261128])

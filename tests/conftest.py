@@ -13,7 +13,7 @@ version: 1
 world: boxes
 description: A small boxes task for tests.
 license: cc-by-4.0
-knobs: {n_boxes: 3, n_objects: 3, n_ops: 5}
+knobs: {n_boxes: 3, n_objects: 3, n_ops: 5, style: sentences}
 splits:
   train: {size: 240, seed: 1}
   val: {size: 80, seed: 2}

@@ -14,7 +14,7 @@ version: 1
 world: boxes
 description: A micro boxes task for reliability tests.
 license: cc-by-4.0
-knobs: {n_boxes: 2, n_objects: 2, n_ops: 3}
+knobs: {n_boxes: 2, n_objects: 2, n_ops: 3, style: sentences}
 splits:
   train: {size: 48, seed: 1}
   val: {size: 16, seed: 2}

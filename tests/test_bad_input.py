@@ -15,8 +15,11 @@ from safetensors.torch import load_file, save_file
 
 from probekit.cli import main
 from probekit.errors import UserError
+from probekit.worlds.boxes import Boxes
 from tests.micro import copy_checkpoint, error_line, eval_args, write_task  # noqa: F401
 from tests.result_factory import make
+
+VOCAB = len(Boxes().vocabulary()) + 2  # the word tokenizer adds [PAD] and [UNK]
 
 
 
@@ -56,7 +59,7 @@ def test_corrupt_or_truncated_weights(tiny_gpt2, tasks, tmp_path, capsys, damage
     ({"n_embd": 64}, "describes a model of"),
     ({"model_type": "llama"}, "describes a model of"),  # would allocate billions of parameters
     ({"n_layer": 1}, "holds weights of blocks the config does not build"),
-    ({"vocab_size": 20}, "weight transformer.wte.weight is (49, 32) in the file"),
+    ({"vocab_size": 20}, f"weight transformer.wte.weight is ({VOCAB}, 32) in the file"),
 ])
 def test_config_and_weights_that_do_not_match(tiny_gpt2, tasks, tmp_path, capsys, config, needle):
     folder = copy_checkpoint(tiny_gpt2, tmp_path / "ckpt", **config)
@@ -295,4 +298,4 @@ def test_debug_shows_the_traceback_of_a_probekit_error(capsys):
     with pytest.raises(UnknownNameError, match="did you mean 'boxes'"):
         main(["--debug", "tasks", "show", "boxs"])
     assert main(["tasks", "show", "boxs"]) == 2
-    assert error_line(capsys.readouterr().err).endswith("did you mean 'boxes'?")
+    assert error_line(capsys.readouterr().err).endswith("did you mean 'boxes', 'boxes-text'?")

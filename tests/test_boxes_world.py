@@ -13,27 +13,45 @@ from probekit.worlds.boxes import Boxes
 
 knobs = st.fixed_dictionaries({
     "n_boxes": st.integers(2, 10), "n_objects": st.integers(1, 8), "n_ops": st.integers(1, 30),
-    "p_remove": st.floats(0, 1)})
+    "p_remove": st.floats(0, 1), "style": st.sampled_from(["ops", "sentences", "paraphrased"]),
+    "object_offset": st.integers(0, 16)})
+
+
+VERBS = {  # words that only the templates of one action use
+    "put": {"put", "place", "goes"}, "move": {"move", "moves", "and"},
+    "remove": {"remove", "leaves"}}
 
 
 def replay(world: Boxes, text: str) -> np.ndarray:
-    """Parse the text back into states, checking every operation is legal."""
+    """Parse the text back into states in any style, checking every operation is legal."""
     out = world.params["n_boxes"]
     names = list(world.objects)
     loc = {o: out for o in names}
     states = []
     for step in text.split(" . ")[:world.params["n_ops"]]:
         w = step.strip(" .").split()
-        obj = w[2]
-        if w[0] == "put":
-            assert loc[obj] == out
-            loc[obj] = int(w[5])
-        elif w[0] == "move":
-            assert loc[obj] == int(w[5]) and int(w[8]) != int(w[5])
-            loc[obj] = int(w[8])
+        if world.params["style"] == "ops":
+            (token,) = w
+            obj, dst = token.split(">")
+            if dst == "out":
+                assert loc[obj] != out  # only an object in a box can be taken out
+                loc[obj] = out
+            else:
+                assert int(dst) != loc[obj]
+                loc[obj] = int(dst)
         else:
-            assert w[0] == "remove" and loc[obj] == int(w[5])
-            loc[obj] = out
+            (obj,) = [x for x in w if x in names]
+            boxes = [int(x) for x in w if x.isdigit()]
+            words = set(w)
+            if loc[obj] == out:
+                assert words & VERBS["put"] and len(boxes) == 1
+                loc[obj] = boxes[0]
+            elif len(boxes) == 2:
+                assert words & VERBS["move"] and boxes[0] == loc[obj] != boxes[1]
+                loc[obj] = boxes[1]
+            else:
+                assert not words & (VERBS["put"] | VERBS["move"]) and boxes == [loc[obj]]
+                loc[obj] = out
         states.append([loc[o] for o in names])
     return np.array(states)
 
@@ -52,6 +70,7 @@ def test_state_follows_the_text(params, seed):
     for s, (lo, hi) in enumerate(ep.step_spans):
         assert ep.text[lo:hi] == ep.surface[s]
         assert world.vocabulary()[ep.tokens[ep.token_steps[s]]] == "."
+        assert all(w in world.vocabulary() for w in ep.surface[s].split())
     q0, q1 = ep.query_span
     assert ep.text[q0:q1] == ep.query_answer
 
@@ -70,8 +89,7 @@ def test_counterfactual_differs_in_one_operation(params, seed):
     assert diff == [pair.step]
     token_diff = [i for i, (a, b) in enumerate(zip(base.tokens, src.tokens)) if a != b]
     assert len(base.tokens) == len(src.tokens) and len(token_diff) == 2  # the box and the answer
-    obj = pair.variable.split(".", 1)[1]
-    j = list(world.objects).index(obj)
+    j = int(pair.variable.removeprefix("location.obj"))
     assert base.state[-1, j] == pair.base_label != pair.counterfactual_label
     assert src.state[-1, j] == pair.counterfactual_label
     assert src.query_answer == str(pair.counterfactual_label)

@@ -73,10 +73,10 @@ def test_export_round_trip_boxes(tmp_path: Path):
 def test_card_reports_chance_and_knob_ranges(tiny_task_dir: Path):
     task = load_task("boxes-tiny", [tiny_task_dir])
     text = card(task)
-    labels = task.dataset("train")["label.location.apple"]
+    labels = task.dataset("train")["label.location.obj0"]
     flat = [v for row in labels for v in row]
     majority = max(flat.count(v) for v in set(flat)) / len(flat)
-    assert f"| `location.apple` | class | 4 | {majority:.3f} |" in text
+    assert f"| `location.obj0` | class | 4 | {majority:.3f} |" in text
     assert "| `n_boxes` | 3 | 4 | [2, 10] | number of boxes |" in text
     assert f"`{task.fingerprint}`" in text
     assert card(task) == text  # deterministic

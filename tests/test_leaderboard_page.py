@@ -47,13 +47,13 @@ def test_table_has_one_row_per_model_with_per_task_columns():
     other["run_id"] = run_id(other)
     df = leaderboard.table([*rs, other])
     assert df.height == len(MODELS)
-    assert {"boxes@v1/decodability", "boxes@v1/selectivity", "boxes@v1/iia",
-            "boxes@v1/world_model_score", "s5@v1/decodability"} <= set(df.columns)
+    assert {"boxes@v2/decodability", "boxes@v2/selectivity", "boxes@v2/iia",
+            "boxes@v2/world_model_score", "s5@v2/decodability"} <= set(df.columns)
     ntp = df.row(by_predicate=pl.col("model") == "probekit/spectrum-ntp", named=True)
-    assert ntp["s5@v1/decodability"] == pytest.approx(other["scores"]["decodability"]["value"])
-    assert ntp["boxes@v1/iia"] == 0.58 and ntp["family"] == "ntp"
+    assert ntp["s5@v2/decodability"] == pytest.approx(other["scores"]["decodability"]["value"])
+    assert ntp["boxes@v2/iia"] == 0.58 and ntp["family"] == "ntp"
     assert df["model"][0] == "probekit/spectrum-nextlat"  # best world-model score first
-    assert df.filter(pl.col("model") == "gpt2")["s5@v1/decodability"].to_list() == [None]
+    assert df.filter(pl.col("model") == "gpt2")["s5@v2/decodability"].to_list() == [None]
 
 
 def test_one_task_version_with_two_fingerprints_becomes_two_tasks():
@@ -61,7 +61,7 @@ def test_one_task_version_with_two_fingerprints_becomes_two_tasks():
     b["task"]["fingerprint"] = "0123456789abcdef"
     b["run_id"] = run_id(b)
     keys = leaderboard.task_keys([a, b])
-    assert keys == [f"boxes@v1+{a['task']['fingerprint'][:8]}", "boxes@v1+01234567"]
+    assert keys == [f"boxes@v2+{a['task']['fingerprint'][:8]}", "boxes@v2+01234567"]
     assert leaderboard.table([a, b]).filter(
         pl.col("model") == "org/a")[f"{keys[1]}/decodability"].to_list() == [None]
 
@@ -81,9 +81,9 @@ def test_build_writes_parquet_and_a_self_contained_page(site):
                      html, re.S).group(1)
     data = json.loads(blob)
     assert [m["id"] for m in data["models"]] == df["model"].to_list()
-    curve = data["scores"]["boxes@v1"]["gpt2@a41c2e9f07b3"]["curve"]
+    curve = data["scores"]["boxes@v2"]["gpt2@a41c2e9f07b3"]["curve"]
     assert curve["layers"] == ["embed", "block.0", "block.1", "block.2"]
-    chosen = curve["layers"].index(data["scores"]["boxes@v1"]["gpt2@a41c2e9f07b3"]["layer"])
+    chosen = curve["layers"].index(data["scores"]["boxes@v2"]["gpt2@a41c2e9f07b3"]["layer"])
     assert curve["test"][chosen] == pytest.approx(results()[4]["scores"]["decodability"]["value"])
 
 

@@ -135,12 +135,12 @@ def test_non_json_numbers_are_refused_when_parsing(token):
 
 def test_task_fingerprint_version_and_targets_are_checked_against_the_registry():
     bad_fp = _edit(_set("task.fingerprint", "0123456789abcdef"))
-    with pytest.raises(ResultError, match="does not match boxes v1 here"):
+    with pytest.raises(ResultError, match="does not match boxes v2 here"):
         schema.check_task(bad_fp)
-    bad_version = _edit(_set("task.version", 2))
-    with pytest.raises(ResultError, match="version 1 here but the result is for version 2"):
+    bad_version = _edit(_set("task.version", 3))
+    with pytest.raises(ResultError, match="version 2 here but the result is for version 3"):
         schema.check_task(bad_version)
-    renamed = _edit(lambda r: [row.update(target=row["target"].replace("apple", "pear"))
+    renamed = _edit(lambda r: [row.update(target=row["target"].replace("obj0", "pear"))
                                for row in r["per_layer"]])
     with pytest.raises(ResultError, match="per_layer targets differ from task 'boxes'"):
         schema.check_task(renamed)
@@ -154,7 +154,7 @@ def test_unregistered_tasks_are_refused_unless_allowed():
 
 
 def test_a_task_from_an_include_path_is_checked(tiny_task_dir):
-    r = _edit(_set("task.name", "boxes-tiny"))
+    r = _edit(lambda r: r["task"].update(name="boxes-tiny", version=1))
     with pytest.raises(ResultError, match="does not match boxes-tiny v1"):
         schema.check_task(r, include=[tiny_task_dir])
 
@@ -167,7 +167,7 @@ def test_consistent_results_validate(quality, iia, alpha):
 
 
 @settings(max_examples=25, deadline=None)
-@given(row=st.integers(0, 9), delta=st.floats(1e-4, 0.05) | st.floats(-0.05, -1e-4))
+@given(row=st.integers(0, 7), delta=st.floats(1e-4, 0.05) | st.floats(-0.05, -1e-4))
 def test_any_change_to_a_chosen_layer_score_is_caught(row, delta):
     r = example()
     layer = r["scores"]["decodability"]["layer"]

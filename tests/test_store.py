@@ -79,14 +79,15 @@ def _bad(kind: str) -> str:
     elif kind == "escape":
         r["model"]["id"] = "../../x"
     text = json.dumps(r, indent=2)
-    return text.replace('"world_model_score": 0.58', '"world_model_score": NaN') \
+    score = json.dumps(r["scores"]["world_model_score"])
+    return text.replace(f'"world_model_score": {score}', '"world_model_score": NaN') \
         if kind == "NaN" else text
 
 
 REJECTED = {"schema version": "schema 'probekit.result/0' is not supported",
             "missing field": "'n_test' is a required property",
             "NaN": "not valid JSON (NaN is not a number JSON allows",
-            "fingerprint": "does not match boxes v1 here",
+            "fingerprint": "does not match boxes v2 here",
             "per_layer": "decodability.value is",
             "escape": "model org '../..' cannot be used as a file name"}
 
@@ -139,7 +140,7 @@ def test_one_task_version_keeps_one_fingerprint(tmp_path, capsys):
     assert main(["submit", str(a), "--store", str(root), "--allow-unregistered"]) == 0
     b = write(tmp_path, "b.json", _unregistered("bbbbbbbbbbbbbbbb", "org/b"))
     assert main(["submit", str(b), "--store", str(root), "--allow-unregistered"]) == 2
-    assert "task maze v1 has results with fingerprints" in capsys.readouterr().err
+    assert "task maze v2 has results with fingerprints" in capsys.readouterr().err
     assert len(store.Store(root).files()) == 1
 
 

@@ -19,6 +19,7 @@ class Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one-line UserErrors (exit 2) instead of usage + exit."""
 
     def error(self, message: str) -> NoReturn:
+        message = message.replace("\r", "\\r").replace("\n", "\\n")  # one line, always
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
