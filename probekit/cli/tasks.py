@@ -32,19 +32,24 @@ def add_include(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
+    import shutil
 
     from probekit.tasks import registry
 
     reg = registry(args.include_path)
-    table = Table("task", "version", "world", "targets", "pairs", "description")
+    rows = [("task", "version", "world", "targets", "pairs", "description")]
     for name in reg.names():
         task = reg.get(name)
         s = task.spec
-        table.add_row(name, str(s.version), s.world, str(len(task.targets)),
-                      "yes" if s.counterfactual else "no", s.description.split(". ")[0][:60])
-    Console().print(table)
+        rows.append((name, str(s.version), s.world, str(len(task.targets)),
+                     "yes" if s.counterfactual else "no", " ".join(s.description.split())))
+    # One line per task: fixed columns padded to their widest value, the description cut
+    # with an ellipsis at the terminal's width.
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    room = max(shutil.get_terminal_size((100, 24)).columns - sum(widths) - 2 * 5, 20)
+    for r in rows:
+        text = r[5] if len(r[5]) <= room else r[5][:room - 1] + "…"
+        print("  ".join([c.ljust(w) for c, w in zip(r, widths)] + [text]).rstrip())
     return 0
 
 
