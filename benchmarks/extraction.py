@@ -57,7 +57,7 @@ version: 1
 world: boxes
 description: Extraction benchmark episodes.
 license: cc-by-4.0
-knobs: {{n_boxes: 4, n_objects: 6, n_ops: 8}}
+knobs: {{n_boxes: 4, n_objects: 6, n_ops: 8, style: sentences}}
 splits:
   train: {{size: {size}, seed: 1}}
   val: {{size: 8, seed: 2}}

@@ -1,8 +1,8 @@
 """Interchange interventions at every position of a mid layer: the cached fast path against
 Captum's generic path and the hand-written loop a user would otherwise write.
 
-A random-init GPT-2 reads counterfactual pairs of the `boxes` task (word-level tokens, about 75
-per episode). Each method patches the source's activations into every position of the middle
+A random-init GPT-2 reads counterfactual pairs of the `boxes-text` task (English sentences,
+word-level tokens, about 140 per episode). Each method patches the source's activations into every position of the middle
 block, one position at a time, and reads the next-token logits at the query over the answer
 tokens:
 - Captum `LayerFeatureAblation`, all positions in one forward (perturbations_per_eval = T) and
@@ -13,7 +13,7 @@ tokens:
 Prints seconds (median of repeats), speed ratios and the largest difference from Captum.
 
     python benchmarks/patching.py            # GPT-2-small shape (12 × 768), 8 pairs
-    python benchmarks/patching.py --quick    # the quickstart shape (4 × 96), 8 pairs
+    python benchmarks/patching.py --quick    # the quickstart shape (4 × 64), 8 pairs
 """
 
 from __future__ import annotations
@@ -87,10 +87,10 @@ def main() -> None:
     from probekit.causal.readouts import TokenReadout
     from probekit.tasks import load_task
 
-    shape = (4, 96, 4) if args.quick else (12, 768, 12)
+    shape = (4, 64, 4) if args.quick else (12, 768, 12)
     a = adapter(*shape)
     layer = f"block.{shape[0] // 2 - 1}"
-    pairs = PairSet.build(a, load_task("boxes"), "test", max_pairs=max(2, args.pairs))
+    pairs = PairSet.build(a, load_task("boxes-text"), "test", max_pairs=max(2, args.pairs))
     batch = next(pairs.batches(a, args.pairs))
     B, T = batch.base.inputs["input_ids"].shape
     readout = TokenReadout(a, torch.cat([batch.base.answer_ids,
