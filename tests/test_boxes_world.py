@@ -108,3 +108,22 @@ def test_same_seed_same_episode_across_processes(tiny_task_dir):
 
     task = load_task("boxes-tiny", [tiny_task_dir])
     assert fp == task.fingerprint and task.dataset("train")[7]["text"] == text
+
+
+def test_held_out_splits_of_boxes_text():
+    """Paraphrased text and unseen objects keep the label columns of train; each changes only
+    what it says it changes."""
+    from probekit.tasks import load_task
+    from probekit.worlds.boxes import TEMPLATES
+
+    task = load_task("boxes-text")
+    eps = {s: [task.generate(s, i)[0] for i in range(40)]
+           for s in ("train", "test_paraphrased", "test_unseen_objects")}
+    assert all(set(e.labels) == set(eps["train"][0].labels) for s in eps for e in eps[s])
+    seen = {w for e in eps["train"] for w in e.text.split()}
+    unseen = {w for e in eps["test_unseen_objects"] for w in e.text.split()} - seen
+    assert unseen and unseen <= set(task.spec.world_for("test_unseen_objects").objects)
+    first = {t.split()[0] for t in (ts[0] for ts in TEMPLATES.values())}
+    starts = {s.split()[0] for e in eps["test_paraphrased"] for s in e.surface}
+    assert starts - first  # other templates than the canonical ones
+    assert {s.split()[0] for e in eps["train"] for s in e.surface} <= first
