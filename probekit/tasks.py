@@ -68,7 +68,7 @@ class SplitSpec:
 
 @dataclass(frozen=True)
 class TargetSpec:
-    name: str  # a world target family ("location") or one concrete column ("location.apple")
+    name: str  # a world target family ("location") or one concrete column ("location.obj0")
     kind: str
     chance: float | None = None
 

@@ -38,7 +38,7 @@ def test_tasks_new_writes_a_spec_and_card_stub_and_refuses_to_overwrite(tmp_path
     assert f"probekit tasks show my-boxes --include-path {tmp_path}" in capsys.readouterr().out
     spec, stub = tmp_path / "my-boxes.yaml", tmp_path / "my-boxes.md"
     task = load_task("my-boxes", include=[tmp_path])
-    assert dict(task.spec.splits["test_long"].knobs) == {"n_ops": 16}
+    assert dict(task.spec.splits["test_long"].knobs) == {"n_ops": 32}
     meta = yaml.safe_load(stub.read_text().split("---\n")[1])
     assert meta["pretty_name"] == "probekit my-boxes (v1)" and "dataset_info" not in meta
     assert "Stub written from the spec alone" in stub.read_text()

@@ -45,8 +45,8 @@ class Boxes(World):
                    "sequence of operations; the closing question asks where one object is.")
     knobs = (
         Knob("n_boxes", int, 4, "number of boxes", min=2, max=10),
-        Knob("n_objects", int, 6, "number of objects in play", min=1, max=len(OBJECTS)),
-        Knob("n_ops", int, 8, "operations per episode (steps)", min=1, max=256),
+        Knob("n_objects", int, 4, "number of objects in play", min=1, max=len(OBJECTS)),
+        Knob("n_ops", int, 16, "operations per episode (steps)", min=1, max=256),
         Knob("object_offset", int, 0, "first object of the pool in play (unseen-object splits)",
              min=0, max=len(OBJECTS) - 1),
         Knob("p_remove", float, 0.25, "chance that an object in a box is removed, not moved",
