@@ -9,8 +9,8 @@ import warnings
 import pytest
 
 import probekit
-from probekit.errors import ProbekitWarning
-from probekit.schema import validate
+from probekit.errors import ProbekitWarning, ResultError
+from probekit.schema import check_task, validate
 from probekit.worlds.gridworld import Gridworld
 from probekit.worlds.othello import Othello
 from tests.conftest import save_tiny_gpt2
@@ -62,6 +62,10 @@ def test_constant_targets_are_skipped_with_a_warning(tmp_path):
     probed = {row["target"] for row in r["per_layer"]}
     assert probed and not probed & set(skipped)
     validate(r)
+    check_task(r, include=[folder])  # submit accepts it: the skipped targets are the task's
+    r["task"]["skipped_targets"] = ["legal.z9"]
+    with pytest.raises(ResultError, match="per_layer targets differ"):
+        check_task(r, include=[folder])
 
 
 def test_interventions_on_an_action_are_patched_but_not_steered(tmp_path):
