@@ -3,8 +3,8 @@ Captum's generic path and the hand-written loop a user would otherwise write.
 
 A random-init GPT-2 reads counterfactual pairs of the `boxes-text` task (English sentences,
 word-level tokens, about 150 per episode). Each method patches the source's activations into
-every position of the middle block, one position at a time, and reads the next-token logits at the query over the answer
-tokens:
+every position of the middle block, one position at a time, and reads the next-token logits at
+the query over the answer tokens:
 - Captum `LayerFeatureAblation`, all positions in one forward (perturbations_per_eval = T) and
   one position per forward (perturbations_per_eval = 1);
 - a plain loop of one hooked forward per position;

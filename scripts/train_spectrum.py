@@ -55,8 +55,8 @@ def evaluate(model: Path, results: Path, causal: bool) -> str:
     torch.set_num_threads(1)
     _, meta = checkpoint.load(model)
     shipped = model.parent == checkpoint.SHIPPED  # by name, as users evaluate it
-    report = probekit.evaluate(model.name if shipped else str(model), [meta.task], device="cpu", causal=causal,
-                               progress=False)
+    report = probekit.evaluate(model.name if shipped else str(model), [meta.task],
+                               device="cpu", causal=causal, progress=False)
     report.save(results)
     return str(report)
 

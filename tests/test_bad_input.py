@@ -22,7 +22,6 @@ from tests.result_factory import make
 VOCAB = len(Boxes().vocabulary()) + 2  # the word tokenizer adds [PAD] and [UNK]
 
 
-
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory) -> Path:
     return write_task(tmp_path_factory.mktemp("micro"))

@@ -119,10 +119,11 @@ def check_task(result: dict[str, Any], include: Iterable[str | os.PathLike] = ()
         raise ResultError(f"{where}: task fingerprint {result['task']['fingerprint']!r} does not "
                           f"match {name} v{version} here ({task.fingerprint!r}): the result was "
                           "made from different data")
-    got = {row["target"] for row in result["per_layer"]}
     # Targets constant on train are skipped by evaluate and listed; they must be the task's.
-    want = {t.name for t in task.targets} - set(result["task"].get("skipped_targets", []))
-    got |= set(result["task"].get("skipped_targets", [])) - {t.name for t in task.targets}
+    names = {t.name for t in task.targets}
+    skipped = set(result["task"].get("skipped_targets", []))
+    got = {row["target"] for row in result["per_layer"]} | (skipped - names)
+    want = names - skipped
     if got != want:
         diff = sorted(got ^ want)
         raise ResultError(f"{where}: per_layer targets differ from task {name!r} (first "
