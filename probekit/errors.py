@@ -63,3 +63,8 @@ class StorageError(ProbekitError):
 
 class ProbekitWarning(UserWarning):
     """Something the user should know that does not stop the run (e.g. a target skipped)."""
+
+
+class CheckError(ProbekitError):
+    """A measurement whose own check failed (e.g. a causal ceiling that does not reproduce the
+    source run): a bug in probekit or an adapter, never a finding. CLI exit code 1."""

@@ -1,24 +1,24 @@
-"""`evaluate`: one call from a model and task names to `probekit.result/1` records."""
+"""`evaluate`: one call from a model and task names to `probekit.result/2` records.
+
+In the scikit-learn meta-estimator style, each axis is an object configured by the caller and
+run here: `decodability=DecodabilityProbe(...)`, `causal=CausalProbe(...)` (or True/False for
+the defaults / none), so every option of every axis is reachable from one call.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from probekit import distributed
+from probekit import distributed, record
 from probekit.adapters import Adapter, load_model
-from probekit.decodability import (METRIC, SPLITS, choose_layer, bootstrap_ci, chance_levels,
-                                   control_labels, fit_scores, informative, normalise,
-                                   probe_data)
-from probekit.errors import DataError, ProbekitWarning, UserError
-from probekit.extraction import CPU_BATCH, extract, precision
+from probekit.errors import UserError
+from probekit.extraction import extract, precision
 from probekit.report import Report
-from probekit.results import SCHEMA, run_id
 from probekit.tasks import Task, load_task
 
 
@@ -26,130 +26,117 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
              layers: Sequence[str] | None = None, device: str = "auto",
              batch_size: int | str = 32, autocast: str | None = None, seed: int = 0,
              include: Iterable[str | Path] = (), random_init: bool = True,
-             trust_remote_code: bool = False, truncate: bool = False, causal: bool = True,
-             progress: bool = True) -> Report:
-    """Probe `model` on each task: decodability (probes + control + random-init twin) per layer,
-    and causal probes (interventions, steering, attributions) on tasks with counterfactual pairs.
+             trust_remote_code: bool = False, truncate: bool = False,
+             revision: str | None = None, decodability: Any = None,
+             causal: Any = True, progress: bool = True) -> Report:
+    """Probe `model` on each task on every axis: decodability (probes by depth, control task,
+    random-init twin, MDL) and, on tasks with counterfactual pairs, causality (featurized
+    interchange interventions).
 
     `model` is a checkpoint folder, a shipped checkpoint name, a Hub id or an `Adapter`.
+    `decodability` is a `probekit.decodability.DecodabilityProbe` (default settings when None);
+    `causal` a `probekit.causal.CausalProbe`, True (default settings) or False (skip).
     `batch_size` "auto" fills the free GPU memory; `autocast` ("bf16", "fp16") runs extraction
     under torch.autocast. Under torch.distributed every rank extracts its share of the shards
     and only rank 0 goes on to fit probes (the others return an empty Report).
     """
+    from probekit.causal import CausalProbe
+    from probekit.decodability import DecodabilityProbe
+
     if not tasks:
         raise UserError("no task given; name at least one (see `probekit tasks list`)")
     if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
         raise UserError(f"batch_size must be at least 1 or 'auto', got {batch_size!r}")
     if not 0 <= seed < 2 ** 32:
         raise UserError(f"seed must be in [0, 2**32), got {seed}")
-    loaded = [load_task(name, include) for name in tasks]  # fail on a bad name before any work
+    if decodability is None:
+        decodability = DecodabilityProbe(batch_size=batch_size, autocast=autocast, seed=seed,
+                                         progress=progress)
+    elif not isinstance(decodability, DecodabilityProbe):
+        raise UserError("decodability must be a probekit.decodability.DecodabilityProbe or None, "
+                        f"got {type(decodability).__name__}")
+    if causal is True:
+        causal = CausalProbe(batch_size=32 if batch_size == "auto" else batch_size, seed=seed,
+                             progress=progress)
+    elif causal is not False and not isinstance(causal, CausalProbe):
+        raise UserError("causal must be a probekit.causal.CausalProbe, True or False, got "
+                        f"{type(causal).__name__}")
+    loaded = [load_task(name, include) for name in dict.fromkeys(tasks)]  # before any work
     adapter = load_model(model, device=device, trust_remote_code=trust_remote_code,
-                         truncate=truncate)
+                         truncate=truncate, revision=revision)
     layer_names = adapter.check_layers(list(layers) if layers else None)
     twin = adapter.random_init(seed) if random_init else None
     if distributed.world_size() > 1:  # every rank extracts its shards; rank 0 goes on alone
         for task in loaded:
-            for a, split in [(a, s) for a in (adapter, twin) if a is not None for s in SPLITS]:
+            for a, split in [(a, s) for a in (adapter, twin) if a is not None
+                             for s in ("train", "val", "test")]:
                 extract(a, task, split, layer_names, batch_size=batch_size, autocast=autocast,
                         progress=progress)
         if not distributed.is_main():
             return Report([])
-    results = [evaluate_task(adapter, twin, task, layer_names, batch_size=batch_size, seed=seed,
-                             autocast=autocast, causal=causal, progress=progress)
+    results = [evaluate_task(adapter, twin, task, layer_names, decodability=decodability,
+                             causal=causal or None, autocast=autocast, seed=seed)
                for task in loaded]
     return Report(results)
 
 
 def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: list[str], *,
-                  batch_size: int | str = 32, seed: int = 0, autocast: str | None = None,
-                  causal: bool = True, progress: bool = True) -> dict[str, Any]:
-    """One `probekit.result/1` record for (adapter, task)."""
+                  decodability: Any, causal: Any = None, autocast: str | None = None,
+                  seed: int = 0) -> dict[str, Any]:
+    """One `probekit.result/2` record for (adapter, task)."""
     t0 = time.perf_counter()
-    targets = task.targets
-    device = str(adapter.device)
-
-    def latents_of(a: Adapter):
-        return {s: probe_data(task, s, extract(a, task, s, layers, batch_size=batch_size,
-                                               autocast=autocast, progress=progress), targets)
-                for s in SPLITS}
-
-    data = latents_of(adapter)
-    twin_data = latents_of(twin) if twin is not None else None
-    t_extract = time.perf_counter() - t0
-
-    skipped = [t.name for t, _ in informative(targets, data["train"].Y, keep=False)]
-    if skipped:  # a constant label says nothing about the model; probe the rest
-        warnings.warn(f"{task.name}: skipping {len(skipped)} target(s) with a single class on "
-                      f"train: {', '.join(skipped)}", ProbekitWarning, stacklevel=2)
-        cols = [j for _, j in informative(targets, data["train"].Y)]
-        if not cols:
-            raise DataError(f"{task.name}: every target has a single class on train; nothing "
-                            "to probe (enlarge the split or change the knobs)")
-        targets = [targets[j] for j in cols]
-        data = {s: d.select(cols) for s, d in data.items()}
-        if twin_data is not None:
-            twin_data = {s: d.select(cols) for s, d in twin_data.items()}
-    Y = {s: data[s].Y for s in SPLITS}
-    chance = chance_levels(task, targets, Y["train"])
-    scores = fit_scores(data, Y, targets, device)
-    control = fit_scores(data, control_labels(task, targets, data), targets, device)
-    twin_scores = fit_scores(twin_data, Y, targets, device) if twin_data else None
-    t_probe = time.perf_counter() - t0 - t_extract
-
-    best = choose_layer(scores.val, chance)
-    value = float(normalise(scores.test[best], chance).mean())
-    ctl = float(normalise(control.test[best], chance).mean())
-    lo, hi = bootstrap_ci(scores.test_pred[best], Y["test"], targets, chance,
-                          data["test"].n_episodes, seed=seed)
-    rand = None
-    if twin_scores is not None:
-        twin_best = choose_layer(twin_scores.val, chance)
-        rand = float(normalise(twin_scores.test[twin_best], chance).mean())
-    found = None
-    if causal and task.spec.counterfactual is not None:
-        from probekit.causal import CausalProbe
-
-        found = CausalProbe(batch_size=CPU_BATCH if batch_size == "auto" else batch_size,
-                            seed=seed, progress=progress).run(
-            adapter, task, layers)
-
-    per_layer = []
-    for i, layer in enumerate(layers):
-        for j, t in enumerate(targets):
-            per_layer.append({
-                "layer": layer, "target": t.name, "metric": METRIC[t.kind],
-                "chance": float(chance[j]), "train": float(scores.train[i, j]),
-                "val": float(scores.val[i, j]), "test": float(scores.test[i, j]),
-                "control": float(control.test[i, j]),
-                "random_init": None if twin_scores is None else float(twin_scores.test[i, j]),
-            })
+    found = decodability.run(adapter, task, layers, twin=twin)
+    t_dec = time.perf_counter() - t0
+    causal_result, causal_ran = None, False
+    if causal is not None and task.spec.counterfactual is not None:
+        causal_result = causal.run(adapter, task, layers)
+        causal_ran = True
+    t_causal = time.perf_counter() - t0 - t_dec
+    causality = causal_result.scores() if causal_result is not None else None
+    reason = None
+    if causal is None:
+        reason = "causal probes were not run (causal=False, --no-causal)"
+    elif task.spec.counterfactual is None:
+        reason = f"task {task.name} has no counterfactual pairs"
+    elif causality is None:
+        reason = causal_result.reason()
     result = {
-        "schema": SCHEMA,
+        "schema": record.SCHEMA,
         "run_id": "",
         "model": {**adapter.identity.as_dict(), "dtype": precision(adapter, autocast)},
         "task": {"name": task.name, "version": task.version, "fingerprint": task.fingerprint,
-                 "n_train": data["train"].n_episodes, "n_val": data["val"].n_episodes,
-                 "n_test": data["test"].n_episodes,
-                 **({"skipped_targets": skipped} if skipped else {})},
-        "probe": {"kind": "+".join(sorted({("logistic" if t.kind == "class" else "ridge")
-                                           for t in targets})),
-                  "regularisation": "l2, strength chosen on val", "selection": "val",
-                  "seed": seed},
-        "scores": {
-            "decodability": {"value": value, "ci95": [lo, hi], "layer": layers[best],
-                             "control": ctl, "selectivity": value - ctl, "random_init": rand},
-            **(found.scores(layers[best], value, rand) if found is not None else
-               {"causality": None, "world_model_score": None, "verdict": None}),
-        },
-        "per_layer": per_layer,
-        "env": environment(device),
-        "timings": {"extract_s": round(t_extract, 3), "probe_s": round(t_probe, 3),
+                 "n_train": found.n_episodes["train"], "n_val": found.n_episodes["val"],
+                 "n_test": found.n_episodes["test"],
+                 **({"skipped_targets": list(found.skipped)} if found.skipped else {})},
+        "probe": {"decodability": decodability.config(),
+                  "causality": causal.config() if causal_ran else None, "seed": seed},
+        "scores": record.summary(found.scores(), causality, causal_ran, reason),
+        "per_layer": found.rows(),
+        "per_cell": causal_result.rows() if causal_result is not None else [],
+        "causal": _causal_meta(causal_result),
+        "env": environment(str(adapter.device)),
+        "timings": {"extract_s": round(found.timings["extract_s"], 3),
+                    "probe_s": round(found.timings["probe_s"], 3),
+                    "causal_s": round(t_causal, 3),
                     "total_s": round(time.perf_counter() - t0, 3)},
     }
-    if found is not None:
-        result["per_layer_causal"] = found.rows()
-    result["run_id"] = run_id(result)
+    result["run_id"] = record.run_id(result)
     return result
+
+
+def _causal_meta(found: Any) -> dict[str, Any] | None:
+    """How the causal axis was measured: the readout, the pairs, the run-time checks and the
+    attributions' integration."""
+    if found is None:
+        return None
+    test = found.test
+    attribution = None if found.attribution is None else {
+        k: v for k, v in found.attribution.items() if k != "share"}
+    return {"readout": found.readout, "pairs_drawn": test.drawn,
+            "dropped": test.why_dropped(), "ceiling": found.ceiling(),
+            "checks": found.checks, "attribution": attribution,
+            "das": {f"{c[0]} {c[1]} {c[2]}": {k: v for k, v in d.items() if k != "basis"}
+                    for c, d in found.das.items()} or None}
 
 
 def environment(device: str) -> dict[str, str]:
@@ -163,4 +150,3 @@ def environment(device: str) -> dict[str, str]:
     env["device"] = device
     env["date"] = dt.datetime.now(dt.timezone.utc).date().isoformat()
     return env
-

@@ -1,4 +1,4 @@
-"""`Report`: the results of one `evaluate` call as tables, files and a per-layer plot."""
+"""`Report`: the results of one `evaluate` call as tables, files and figures."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from probekit import results as store_paths
 
 
 class Report:
-    """Holds `probekit.result/1` records; `table` has one row per (model, task, layer, target),
-    `summary` one row per (model, task)."""
+    """Holds `probekit.result/2` records: `table` has one row per (model, task, layer, target,
+    depth), `cells` one per causal cell, `summary` one per (model, task)."""
 
     def __init__(self, results: list[dict[str, Any]]):
         self.results = results
@@ -25,30 +25,55 @@ class Report:
         return pl.DataFrame(rows, infer_schema_length=None)
 
     @property
+    def cells(self) -> pl.DataFrame:
+        """The causal per-cell table (lists flattened to lo/hi columns)."""
+        rows = []
+        for r in self.results:
+            for c in r["per_cell"]:
+                row = {"model": r["model"]["id"], "task": r["task"]["name"]}
+                for k, v in c.items():
+                    if isinstance(v, list):
+                        row[f"{k}_lo"], row[f"{k}_hi"] = v
+                    else:
+                        row[k] = v
+                rows.append(row)
+        return pl.DataFrame(rows, infer_schema_length=None)
+
+    @property
     def summary(self) -> pl.DataFrame:
         rows = []
         for r in self.results:
-            d = r["scores"]["decodability"]
-            c = r["scores"].get("causality") or {}
+            s = r["scores"]
+            d = s["decodability"]
+            c = s.get("causality") or {}
+            mdl = d.get("mdl") or {}
             rows.append({
                 "model": r["model"]["id"], "task": r["task"]["name"], "layer": d["layer"],
                 "decodability": d["value"], "ci95_lo": d["ci95"][0], "ci95_hi": d["ci95"][1],
-                "control": d["control"], "selectivity": d["selectivity"],
-                "random_init": d["random_init"], "iia": c.get("iia"),
-                "world_model_score": r["scores"].get("world_model_score"),
-                "verdict": r["scores"].get("verdict"),
+                "pooled": d["pooled"], "control": d["control"], "selectivity": d["selectivity"],
+                "random_init": d["random_init"], "mdl_compression": mdl.get("compression"),
+                "causal_gain": c.get("gain"),
+                "causal_lo": (c.get("ci95") or [None, None])[0],
+                "causal_hi": (c.get("ci95") or [None, None])[1],
+                "causal_site": " ".join(str(c[k]) for k in ("layer", "positions", "featurizer"))
+                if c else None,
+                "random_control": c.get("random_control"),
+                "world_model_score": s.get("world_model_score"), "verdict": s.get("verdict"),
             })
         return pl.DataFrame(rows, infer_schema_length=None)
 
     def save(self, out: str | Path, plots: bool = True) -> list[Path]:
-        """Write each result at `<out>/<org>__<model>/<revision>/<task>.json` (atomically), with a
-        per-layer plot beside it; returns the JSON paths."""
+        """Write each result at `<out>/<org>__<model>/<revision>/<task>.json` (atomically), with
+        its figures beside it (decodability by layer and depth; the causal grid); returns the
+        JSON paths."""
         paths = []
         for r in self.results:
             path = store_paths.save(r, out)
             if plots:
-                plot_layers(r, path.with_suffix(".layers.png"))
-                if r.get("per_layer_causal"):
+                from probekit.decodability import plot_depth
+
+                plot_depth(r, path.with_suffix(".depth.png"))
+                if r.get("per_cell"):
                     from probekit.causal.heatmap import plot_causal
 
                     plot_causal(r, path.with_suffix(".causal.png"))
@@ -63,49 +88,24 @@ class Report:
         def num(x: float | None) -> str:
             return "—" if x is None else f"{x:.3f}"
 
-        table = Table("model", "task", "layer", "decodability [95% CI]", "control",
-                      "selectivity", "random init", "IIA", "world model", "verdict",
+        def interval(x: float | None, lo: float | None, hi: float | None) -> str:
+            return "—" if x is None else f"{x:.3f} [{lo:.2f}, {hi:.2f}]" if lo is not None \
+                else f"{x:.3f}"
+
+        table = Table("model", "task", "layer", "decodability (late) [95% CI]", "pooled",
+                      "selectivity", "random init", "causal gain [95% CI]", "causal site",
+                      "world model", "verdict",
                       title="probekit — normalised scores (chance 0, perfect 1)")
         for r in self.summary.iter_rows(named=True):
             table.add_row(r["model"], r["task"], r["layer"],
-                          f"{r['decodability']:.3f} [{r['ci95_lo']:.3f}, {r['ci95_hi']:.3f}]",
-                          num(r["control"]), num(r["selectivity"]), num(r["random_init"]),
-                          num(r["iia"]), num(r["world_model_score"]), r["verdict"] or "—")
-        console = Console(width=160, record=True, file=open(os.devnull, "w"))
+                          interval(r["decodability"], r["ci95_lo"], r["ci95_hi"]),
+                          num(r["pooled"]), num(r["selectivity"]), num(r["random_init"]),
+                          interval(r["causal_gain"], r["causal_lo"], r["causal_hi"]),
+                          r["causal_site"] or "—", num(r["world_model_score"]),
+                          r["verdict"] or "—")
+        console = Console(width=200, record=True, file=open(os.devnull, "w"))
         console.print(table)
         return console.export_text().rstrip()
 
     def __repr__(self) -> str:
         return f"Report({len(self.results)} results)\n{self}"
-
-
-def plot_layers(result: dict[str, Any], path: Path) -> Path:
-    """Normalised test score per layer (mean over targets): trained, control, random init."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from probekit.io import atomic_path
-
-    df = pl.DataFrame(result["per_layer"], infer_schema_length=None)
-    layers = list(dict.fromkeys(df["layer"].to_list()))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for column, style in (("test", "-o"), ("control", "--s"), ("random_init", ":^")):
-        if df[column].null_count() == len(df):
-            continue
-        norm = df.with_columns(((pl.col(column) - pl.col("chance")) / (1 - pl.col("chance")))
-                               .alias("n")).group_by("layer", maintain_order=True).agg(
-            pl.col("n").mean())
-        ax.plot(range(len(layers)), norm["n"].to_list(), style, label=column.replace("_", " "))
-    chosen = result["scores"]["decodability"]["layer"]
-    ax.axvline(layers.index(chosen), color="grey", lw=0.8, ls=":")
-    ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right")
-    ax.set_ylabel("normalised score (chance 0)")
-    ax.set_title(f"{result['model']['id']} on {result['task']['name']}", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path

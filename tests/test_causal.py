@@ -1,5 +1,6 @@
-"""Causal probes on a tiny GPT-2 built in the test: Captum's patching against a hand-written hook,
-the cached fast path against Captum, the identities every patch must satisfy, and bad input."""
+"""The causal axis measured soundly: one patch path checked three independent ways (a plain
+forward hook, Captum, the cached fast path), the ceiling check on random and shipped models
+(and that it fails when a site is wrong), reachability, pair filtering, and bad input."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import pytest
 import torch
 
 from probekit.adapters import load_model
-from probekit.causal import CachedPatcher, CaptumPatcher, CausalProbe, PairSet, layer_activations
-from probekit.causal.pairs import site_names, site_positions
-from probekit.causal.probe import _groups
-from probekit.causal.readouts import ProbeReadout, TokenReadout
-from probekit.errors import ModelError, UserError
+from probekit.adapters.hooks import capture
+from probekit.causal import CausalProbe, PairSet
+from probekit.causal.cached import CachedRunner
+from probekit.causal.interventions import (Swap, captum_reference, gather_values, index_lists,
+                                           run_edits)
+from probekit.causal.readouts import TokenReadout
+from probekit.errors import CheckError, UnknownNameError, UserError
 from probekit.tasks import load_task
 
-LAYERS = ["embed", "block.0", "block.1"]
+QUICK = dict(positions=["diff", "last"], featurizers=["full", "probe", "random"],
+             scopes=["layer"], steering=False, attribution=False, max_pairs=24)
 
 
 @pytest.fixture(scope="module")
@@ -31,172 +35,189 @@ def task(tiny_task_dir):
 @pytest.fixture(scope="module")
 def batch(adapter, task):
     pairs = PairSet.build(adapter, task, "test", max_pairs=12)
-    return next(pairs.batches(adapter, 6))
+    pb = next(pairs.batches(adapter, 6))
+    answers = torch.cat([pb.base.answer_ids, pb.source.answer_ids]).tolist()
+    readout = TokenReadout(adapter, answers + [1, 2])
+    return pb, readout, readout.labels(pb)
 
 
-@pytest.fixture(scope="module")
-def readouts(adapter, batch):
-    answers = torch.cat([batch.base.answer_ids, batch.source.answer_ids]).tolist()
-    rng = np.random.default_rng(0)
-    probe = ProbeReadout("block.0", ["x"], np.arange(4), rng.normal(size=(1, 4, 32)),
-                         np.zeros((1, 4)))
-    return [TokenReadout(adapter, answers + [1, 2]), probe]
+def diff_swap(adapter, pb, layer, rows, basis=None):
+    mask = pb.positions("diff", pb.base.query_positions)[rows]
+    pos = index_lists(mask)
+    acts = capture(adapter, pb.source, [layer])[layer]
+    return mask, Swap(pos, gather_values(acts, rows, pos), basis)
 
 
-def which(batch, n=2):
-    return torch.zeros(len(batch.step), n, dtype=torch.long)
+@pytest.mark.parametrize("layer", ["embed", "block.0"])
+def test_hook_path_equals_a_plain_forward_hook(adapter, batch, layer):
+    pb, readout, labels = batch
+    rows = torch.arange(len(pb))
+    mask, swap = diff_swap(adapter, pb, layer, rows)
+    got = run_edits(adapter, readout, pb.base, rows, labels, {layer: swap.edit()})
+    source = capture(adapter, pb.source, [layer])[layer]
+
+    def hook(module, args, output):
+        out = output[0] if isinstance(output, tuple) else output
+        out = torch.where(mask[..., None], source, out)
+        return (out, *output[1:]) if isinstance(output, tuple) else out
+
+    handle = adapter.module(layer).register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            logits = adapter.model(**pb.base.inputs).logits
+    finally:
+        handle.remove()
+    want = logits[torch.arange(len(pb)), pb.base.query_positions][:, readout._columns]
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
-def site_groups(batch):
-    return _groups(site_positions(batch.base, batch.step), batch.base.inputs["input_ids"].shape[1])
+def test_captum_reference_equals_the_hook_path(adapter, batch):
+    pb, readout, labels = batch
+    rows = torch.arange(len(pb))
+    layer = "block.0"
+    mask, swap = diff_swap(adapter, pb, layer, rows)
+    z = run_edits(adapter, readout, pb.base, rows, labels, {layer: swap.edit()})
+    hook = z[rows, labels.cf] - z[rows, labels.base]
+    source = capture(adapter, pb.source, [layer])[layer]
+    ref = captum_reference(adapter, readout, pb.base, labels, layer, mask, source, rows.tolist())
+    torch.testing.assert_close(hook, ref, atol=1e-4, rtol=1e-4)
 
 
-def hand_patch(adapter, layer, batch, positions, source_acts, candidates):
-    """A plain forward hook that overwrites `positions` of `layer` with the source's output."""
-    out = []
-    for b, pos in enumerate(positions):
-        def hook(module, args, output, b=b, pos=pos):
-            output = output.clone()
-            output[0, pos] = source_acts[b, pos]
-            return output
-
-        handle = adapter.module(layer).register_forward_hook(hook)
-        try:
-            with torch.no_grad():
-                logits = adapter.model(**{k: v[b:b + 1] for k, v in batch.base.inputs.items()},
-                                       use_cache=False).logits
-        finally:
-            handle.remove()
-        out.append(logits[0, batch.base.query_positions[b], candidates])
-    return torch.stack(out)
-
-
-@pytest.mark.parametrize("layer", LAYERS)
-def test_captum_equals_hand_written_hook(adapter, batch, readouts, layer):
-    token = readouts[0]
-    source = layer_activations(adapter, [layer], batch.source)[layer]
-    positions = batch.base.positions[torch.arange(len(batch.step)), batch.step]
-    groups = torch.full(batch.base.inputs["input_ids"].shape, -1)
-    groups[torch.arange(len(positions)), positions] = 0
-    (captum,) = CaptumPatcher(adapter, [token]).patch(layer, batch.base, groups, source,
-                                                      which(batch, 1))
-    hand = hand_patch(adapter, layer, batch, positions.tolist(), source,
-                      torch.as_tensor(token.classes))
-    torch.testing.assert_close(captum[:, 0], hand, atol=1e-5, rtol=0)
+@pytest.mark.parametrize("scope", ["layer", "onward"])
+def test_cached_path_equals_the_hook_path_for_featurized_swaps(adapter, batch, scope):
+    pb, readout, labels = batch
+    assert CachedRunner.supports(adapter)
+    rows = torch.arange(len(pb)).repeat(2)
+    layers = ["block.0"] if scope == "layer" else ["block.0", "block.1"]
+    width = adapter.model.config.n_embd
+    basis = torch.linalg.qr(torch.randn(width, 5, generator=torch.Generator().manual_seed(0)))[0]
+    full = torch.tensor([True] * len(pb) + [False] * len(pb))
+    mask = torch.cat([pb.positions("read", labels.position), pb.positions("diff", labels.position)])
+    pos = index_lists(mask)
+    acts = capture(adapter, pb.source, layers)
+    swaps = {el: Swap(pos, gather_values(acts[el], rows, pos), basis, full) for el in layers}
+    hidden = capture(adapter, pb.base, adapter.layers()[:-1])
+    fast = CachedRunner(adapter, readout).run(pb.base, hidden, rows, labels, swaps)
+    slow = run_edits(adapter, readout, pb.base, rows, labels,
+                     {k: v.edit() for k, v in swaps.items()})
+    torch.testing.assert_close(fast, slow, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(slow, readout.logits(adapter, pb.base, labels).repeat(2, 1))
 
 
-@pytest.mark.parametrize("layer", LAYERS)
-def test_cached_path_equals_captum(adapter, batch, readouts, layer):
-    groups = site_groups(batch)
-    source = layer_activations(adapter, [layer], batch.source)[layer]
-    captum = CaptumPatcher(adapter, readouts).patch(layer, batch.base, groups, source,
-                                                    which(batch))
-    cached = CachedPatcher(adapter, readouts).patch(layer, batch.base, groups, source,
-                                                    which(batch))
-    for a, b in zip(captum, cached):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
-    # sites hold the same token in base and source, so only blocks carry the change there
-    moved = bool((captum[0] != captum[0][:, :1]).any())
-    assert moved == (layer != "embed")
+def test_swapping_a_vector_for_itself_changes_nothing(adapter, batch):
+    pb, readout, labels = batch
+    rows = torch.arange(len(pb))
+    mask = pb.positions("read", labels.position)
+    pos = index_lists(mask)
+    own = capture(adapter, pb.base, ["block.0"])["block.0"]
+    got = run_edits(adapter, readout, pb.base, rows, labels,
+                    {"block.0": Swap(pos, gather_values(own, rows, pos)).edit()})
+    torch.testing.assert_close(got, readout.logits(adapter, pb.base, labels), atol=1e-5,
+                               rtol=1e-5)
 
 
-def test_cached_path_equals_captum_at_every_position(adapter, batch, readouts):
-    B, T = batch.base.inputs["input_ids"].shape
-    groups = torch.arange(T).repeat(B, 1)  # one run per position
-    source = layer_activations(adapter, ["block.0"], batch.source)["block.0"]
-    captum = CaptumPatcher(adapter, readouts[:1]).patch("block.0", batch.base, groups, source,
-                                                        which(batch, 1))
-    cached = CachedPatcher(adapter, readouts[:1]).patch("block.0", batch.base, groups, source,
-                                                        which(batch, 1))
-    torch.testing.assert_close(captum[0], cached[0], atol=1e-5, rtol=0)
+def ceiling_run(adapter, task, **kw):
+    probe = CausalProbe(**{**QUICK, "positions": ["diff"], "featurizers": ["full"],
+                           "max_pairs": 16, **kw})
+    return probe.run(adapter, task)
 
 
-@pytest.mark.parametrize("patcher", [CaptumPatcher, CachedPatcher])
-@pytest.mark.parametrize("layer", LAYERS)
-def test_patching_every_position_gives_the_source_run(adapter, batch, readouts, patcher, layer):
-    p = patcher(adapter, readouts)
-    groups = torch.zeros(batch.base.inputs["input_ids"].shape, dtype=torch.long)
-    source = layer_activations(adapter, [layer], batch.source)[layer]
-    patched = p.patch(layer, batch.base, groups, source, which(batch))
-    order = adapter.layers()
-    for r, got, src, base in zip(readouts, patched, p.clean(batch.source, which(batch)),
-                                 p.clean(batch.base, which(batch))):
-        upstream = r.layer is not None and order.index(r.layer) < order.index(layer)
-        torch.testing.assert_close(got[:, 0], base if upstream else src, atol=1e-5, rtol=0)
+@pytest.mark.parametrize("config", ["gpt2", "gpt_neox"])
+def test_ceiling_holds_on_random_models(tmp_path, task, config):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from probekit.tokenizer import word_tokenizer
+    from probekit.worlds.boxes import Boxes
+
+    tok = word_tokenizer(Boxes().vocabulary())
+    kwargs = {"gpt2": dict(n_embd=32, n_layer=2, n_head=2, n_positions=128),
+              "gpt_neox": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=128)}[config]
+    cfg = AutoConfig.for_model(config, vocab_size=len(tok), bos_token_id=0, eos_token_id=0,
+                               pad_token_id=0, **kwargs)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    result = ceiling_run(load_model(str(tmp_path), device="cpu"), task, filter_correct=False)
+    c = result.ceiling()
+    assert c["pairs"] >= 8 and c["max_abs_diff"] < 1e-3
+    assert c["iia"] == pytest.approx(c["source_accuracy"])
 
 
-@pytest.mark.parametrize("patcher", [CaptumPatcher, CachedPatcher])
-@pytest.mark.parametrize("layer", LAYERS)
-def test_patching_own_activations_changes_nothing(adapter, batch, readouts, patcher, layer):
-    p = patcher(adapter, readouts)
-    own = layer_activations(adapter, [layer], batch.base)[layer]
-    patched = p.patch(layer, batch.base, site_groups(batch), own, which(batch))
-    for got, clean in zip(patched, p.clean(batch.base, which(batch))):
-        torch.testing.assert_close(got, clean[:, None].expand_as(got), atol=1e-5, rtol=0)
+def test_a_wrong_site_fails_the_ceiling_check(adapter, task, monkeypatch):
+    """Dropping one differing position from the ceiling's patch must stop the run."""
+    import probekit.causal.pairs as pairs
+
+    real = pairs.differ
+
+    def short(a, b):
+        d = real(a, b)
+        first = d.float().argmax(1)
+        d[torch.arange(len(d)), first] = False
+        return d
+
+    monkeypatch.setattr(pairs, "differ", short)
+    with pytest.raises(CheckError, match="ceiling check failed"):
+        ceiling_run(adapter, task, filter_correct=False)
 
 
-def test_misaligned_pairs_are_skipped_and_counted(adapter, task):
-    table = task.pairs("test")
-    pairs = [table[i] for i in range(6)]
-    bases = [task.dataset("test")[p["base_index"]] for p in pairs]
-    pairs[2] = {**pairs[2], "source.text": "put the apple in box 0 . " + pairs[2]["source.text"]}
-    found = PairSet.aligned(adapter, pairs, bases)
-    assert (len(found), found.skipped) == (5, 1)
-
-
-def test_causal_probe_end_to_end(adapter, task):
-    result = CausalProbe(max_pairs=24, batch_size=8, attribution_pairs=8, n_steps=4).run(
-        adapter, task, ["embed", "block.1"])
-    assert result.main == "token" and set(result.outcomes) == {"token", "probe"}
-    block = result.block("block.1")
-    assert block["pairs"] + block["skipped"] == 24 and block["layer"] == "block.1"
-    assert block["ci95"][0] <= block["iia"] <= block["ci95"][1]
-    assert 0 <= block["baseline_iia"] <= 1
+def test_token_readout_cells_at_the_head_layer_are_untestable(adapter, task):
+    result = CausalProbe(**QUICK).run(adapter, task)
     rows = result.rows()
-    assert {r["position"] for r in rows} <= set(site_names(5))
-    assert {r["readout"] for r in rows} == {"token", "probe"}
-    steps = [r for r in rows if r["position"] == "step" and r["readout"] == "token"]
-    assert all(r["steering"] is None or 0 <= r["steering"] <= 1 for r in steps)
-    assert any(r["attribution"] is not None for r in rows if r["readout"] == "token")
-    # the probe reads block.1 at the last step: patching that very vector is not scored
-    last = [r for r in rows if r["readout"] == "probe" and r["layer"] == "block.1"
-            and r["position"] == "step"]
-    assert not last or last[0]["pairs"] < 24
-    scores = result.scores("block.1", decodability=0.5, random_init=0.1)
-    assert scores["verdict"] in ("causal", "decodable-not-causal", "neither")
-    assert 0 <= scores["world_model_score"] <= 1
+    last = adapter.layers()[-1]
+    assert adapter.head_layer == last
+    head_rows = [r for r in rows if r["layer"] == last]
+    assert head_rows and all(not r["reachable"] and r["gain"] is None and "head" in r["reason"]
+                             for r in head_rows)
+    assert {r["layer"] for r in rows if r["reachable"]} <= set(adapter.layers()[:-1])
 
 
-def test_same_seed_same_causal_scores(adapter, task):
-    probe = CausalProbe(max_pairs=10, batch_size=5, steering=False, attribution=False)
-    a, b = probe.run(adapter, task, ["block.0"]), probe.run(adapter, task, ["block.0"])
-    assert a.rows() == b.rows()
+def test_pairs_are_filtered_for_correctness_and_counted(adapter, task):
+    result = CausalProbe(**QUICK).run(adapter, task)
+    o = result.test
+    dropped = o.why_dropped()
+    assert int(o.scored.sum()) + sum(dropped.values()) == o.drawn
+    assert o.scored.sum() == (o.readable & o.base_ok & o.source_ok).sum()
+    for row in result.rows():
+        if row["featurizer"] == "full" and row["positions"] == "diff":
+            assert row["pairs"] <= o.scored.sum()
 
 
-def test_task_without_pairs_is_refused(adapter, tiny_task_dir, tmp_path):
-    text = (tiny_task_dir / "boxes-tiny.yaml").read_text()
-    (tmp_path / "boxes-nocf.yaml").write_text(
-        text.replace("name: boxes-tiny", "name: boxes-nocf").split("counterfactual:")[0])
-    task = load_task("boxes-nocf", [tmp_path])
-    with pytest.raises(UserError, match="no counterfactual pairs"):
-        CausalProbe(max_pairs=4).run(adapter, task)
+def test_same_seed_same_rows(adapter, task):
+    a = CausalProbe(**QUICK).run(adapter, task).rows()
+    b = CausalProbe(**QUICK).run(adapter, task).rows()
+    assert a == b
 
 
-def test_token_readout_needs_a_token_head(tiny_gpt2, task, tmp_path):
-    import shutil
-
-    from transformers import GPT2Model
-
-    headless = tmp_path / "headless"
-    shutil.copytree(tiny_gpt2, headless)
-    GPT2Model.from_pretrained(tiny_gpt2).save_pretrained(headless)
-    model = load_model(headless, device="cpu")
-    with pytest.raises(ModelError, match="no token head"):
-        CausalProbe(readouts=["token"], max_pairs=4).run(model, task, ["block.0"])
+def test_hook_and_cached_methods_give_the_same_rows(adapter, task):
+    a = CausalProbe(**QUICK, method="hook").run(adapter, task).rows()
+    b = CausalProbe(**QUICK).run(adapter, task).rows()
+    assert a == b
 
 
-def test_unknown_readout_and_method(adapter, task):
-    with pytest.raises(UserError, match="did you mean 'token'"):
-        CausalProbe(readouts=["tokens"], max_pairs=4).run(adapter, task, ["block.0"])
-    with pytest.raises(UserError, match="patching method"):
-        CausalProbe(method="fast", max_pairs=4, steering=False).run(adapter, task, ["block.0"])
+@pytest.mark.parametrize("kw,match", [
+    ({"featurizers": ["pca"]}, "unknown featurizer"),
+    ({"positions": ["step"]}, "unknown positions"),
+    ({"readout": "logits"}, "unknown readout"),
+    ({"scopes": "layer"}, "non-empty list"),
+    ({"max_pairs": 1}, "at least 2"),
+    ({"strengths": [0]}, "positive"),
+    ({"method": "captum"}, "unknown patching method"),
+])
+def test_bad_settings_are_refused_before_any_work(adapter, task, kw, match):
+    with pytest.raises((UserError, UnknownNameError), match=match):
+        CausalProbe(**kw).run(adapter, task)
+
+
+def test_shipped_quickstart_ceiling_and_headline():
+    """The shipped checkpoint: the ceiling holds and the headline comes from a reachable cell
+    below the head layer, at the read positions."""
+    adapter = load_model("boxes-gpt2-tiny", device="cpu")
+    result = CausalProbe(positions=["diff", "read", "last"], scopes=["layer"], max_pairs=40,
+                         steering=False, attribution=False).run(adapter, load_task("boxes"))
+    c = result.ceiling()
+    assert c["pairs"] >= 30 and c["max_abs_diff"] < 1e-3 and c["iia"] == c["source_accuracy"]
+    head = result.scores()
+    assert head is not None and head["positions"] in ("read", "last")
+    assert head["layer"] not in ("embed", adapter.head_layer)
+    assert np.isfinite(head["gain"])

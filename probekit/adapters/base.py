@@ -87,6 +87,28 @@ class Adapter(ABC):
         """The same architecture with freshly initialised weights (the random-init baseline)."""
 
     has_token_head: bool = False
+    #: The layer whose output feeds the token head position by position (final norm and
+    #: unembedding act per position), when known: a patch there can reach a token readout only
+    #: at the readout's own position, where it is the readout's own input.
+    head_layer: str | None = None
+
+    def head_module(self) -> nn.Module | None:
+        """The module mapping the last hidden state at one position to next-token logits (its
+        input is what it reads), when the adapter knows it."""
+        return None
+
+    def word_ids(self, words: list[str], vocabulary: list[str]) -> list[int]:
+        """The model's token id of each word of a world's `vocabulary` as it appears in an
+        episode (models over the world's own tokens index the vocabulary itself)."""
+        index = {w: i for i, w in enumerate(vocabulary)}
+        return [index[w] for w in words]
+
+    def capture(self, batch: Batch, layers: list[str], positions: torch.Tensor | None = None,
+                stop: bool = True) -> dict[str, torch.Tensor]:
+        """Each layer's output [B, T, D] (or at `positions` [B, P]) from one forward."""
+        from probekit.adapters.hooks import capture
+
+        return capture(self, batch, layers, positions, stop)
 
     def check_layers(self, names: list[str] | None) -> list[str]:
         """`names` validated against `layers()` (all of them when None)."""

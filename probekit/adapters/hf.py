@@ -162,6 +162,8 @@ class HFAdapter(Adapter):
             model.get_output_embeddings() is not None
         self._blocks = _find_blocks(model)
         self._embed = _find_embed(model, self._blocks)
+        if self.has_token_head:
+            self.head_layer = f"block.{len(self._blocks) - 1}"
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, *, revision: str | None = None,
@@ -222,7 +224,24 @@ class HFAdapter(Adapter):
         self.check_layers([layer])
         return self._embed if layer == "embed" else self._blocks[int(layer.split(".")[1])]
 
+    def head_module(self) -> nn.Module | None:
+        return self.model.get_output_embeddings() if self.has_token_head else None
+
     # --- inputs ---------------------------------------------------------------------------
+
+    def word_ids(self, words: list[str], vocabulary: list[str]) -> list[int]:
+        """The id of each word's first token as the tokenizer reads it after a space, in running
+        text (so byte-level BPE tokenizers give the space-prefixed token)."""
+        out = []
+        for w in words:
+            enc = self.tokenizer("x " + w, return_offsets_mapping=True, add_special_tokens=False)
+            ids = [i for i, (lo, hi) in zip(enc["input_ids"], enc["offset_mapping"])
+                   if hi > 2 and lo <= 2]
+            if not ids:
+                raise ModelError(f"the tokenizer of {self.identity.id} maps the word {w!r} to no "
+                                 "token")
+            out.append(int(ids[0]))
+        return out
 
     def batch(self, episodes: list[dict[str, Any]]) -> Batch:
         texts = [e["text"] for e in episodes]

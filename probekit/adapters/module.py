@@ -30,7 +30,11 @@ class ModuleAdapter(Adapter):
     tuple whose first element is). With `token_head`, the module's output is next-token logits
     over the world's vocabulary (the token readout); without, any tensor. The random-init twin
     is a copy re-initialised by every module's `reset_parameters()`, or by `init(module)`, under
-    `torch.manual_seed(seed)`.
+    `torch.manual_seed(seed)`. `head` (a submodule or dotted path) is the token head, reading
+    one position's last hidden state; `head_layer` the layer whose output reaches the head
+    position by position (after a per-position norm at most): a patch there can change a token
+    readout only at the readout's own position. Both are optional; causal probes use them to
+    read logits cheaply and to mark cells that cannot reach the readout.
     """
 
     ADAPTER = "module"
@@ -40,6 +44,7 @@ class ModuleAdapter(Adapter):
                  revision: str | None = None, token_head: bool = False,
                  family: str | None = None, alpha: float | None = None,
                  init: Callable[[nn.Module], None] | None = None,
+                 head: nn.Module | str | None = None, head_layer: str | None = None,
                  device: str | torch.device = "auto"):
         if not isinstance(module, nn.Module):
             raise UserError(f"ModuleAdapter wraps a torch.nn.Module, got {type(module).__name__}")
@@ -51,6 +56,11 @@ class ModuleAdapter(Adapter):
         if not layers:
             raise UserError("name at least one layer: layers={'name': submodule or dotted path}")
         self.paths = {name: _path(module, name, m) for name, m in layers.items()}
+        self.head_path = None if head is None else _path(module, "head", head)
+        if head_layer is not None and head_layer not in self.paths:
+            raise UserError(f"head_layer {head_layer!r} is not one of the named layers "
+                            f"({', '.join(self.paths)})")
+        self.head_layer = head_layer
         self.inputs, self.has_token_head, self.init = inputs, token_head, init
         self.device = resolve_device(device)
         self.model = module.to(self.device).eval()
@@ -67,6 +77,9 @@ class ModuleAdapter(Adapter):
     def module(self, layer: str) -> nn.Module:
         self.check_layers([layer])
         return self.model.get_submodule(self.paths[layer])
+
+    def head_module(self) -> nn.Module | None:
+        return None if self.head_path is None else self.model.get_submodule(self.head_path)
 
     def batch(self, episodes: list[dict[str, Any]]) -> Batch:
         return encode(episodes, self.inputs)
@@ -89,7 +102,7 @@ class ModuleAdapter(Adapter):
         return type(self)(twin, self.paths, self.inputs, model_id=f"{ident.id}@random-init",
                           revision=f"seed{seed}", token_head=self.has_token_head,
                           family=ident.family, alpha=ident.alpha, init=self.init,
-                          device=self.device)
+                          head=self.head_path, head_layer=self.head_layer, device=self.device)
 
 
 def reset_parameters(module: nn.Module) -> None:

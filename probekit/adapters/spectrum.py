@@ -24,7 +24,9 @@ class SpectrumAdapter(ModuleAdapter):
         folder = Path(folder).expanduser().resolve()
         model, meta = checkpoint.load(folder)
         sha = files_sha256([folder / checkpoint.WEIGHTS])
+        last = f"block.{len(model.blocks) - 1}"
         return cls(model, model.layer_names(), model.config.inputs,
                    model_id=model_id or f"local/{folder.name}", revision=sha[:12],
                    token_head=model.has_token_head, family=meta.family, alpha=meta.alpha,
-                   device=device)
+                   head="heads.0" if model.has_token_head else None,
+                   head_layer=last if model.has_token_head else None, device=device)

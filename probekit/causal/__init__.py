@@ -1,20 +1,19 @@
-"""Causal probes: does the model's computation follow its latent world state when we change it?
+"""Causal probes: does the model use the world state it encodes?
 
-`CausalProbe(...).run(adapter, task, layers)` runs interchange interventions (Captum's
-`LayerFeatureAblation`, or the cached fast path for causal LMs), an unrelated-episode baseline,
-probe-direction steering and integrated-gradients attributions on a task's counterfactual pairs.
+`CausalProbe(...).run(adapter, task, layers)` runs featurized interchange interventions
+(full vector, decodability-probe subspace, random control, DAS) at sites named from each pair
+(`diff`, `read`, `last`, `query`), only where the patch can reach the readout, with a ceiling
+check and a Captum cross-check on every run, plus steering and attributions.
 """
 
 from __future__ import annotations
 
-from probekit.causal.interventions import (CachedPatcher, CaptumPatcher, Patcher,
-                                           layer_activations, make_patcher)
-from probekit.causal.pairs import PairSet, site_names
-from probekit.causal.probe import CausalProbe, CausalResult
-from probekit.causal.readouts import ProbeReadout, Readout, TokenReadout
-from probekit.causal.scores import Outcomes
-from probekit.causal.verdict import verdict, world_model_score
+from probekit.causal.featurizers import FEATURIZERS, StateProbes, fit_state_probes
+from probekit.causal.pairs import POSITIONS, PairSet
+from probekit.causal.probe import CausalProbe
+from probekit.causal.readouts import LegalReadout, ProbeReadout, Readout, TokenReadout
+from probekit.causal.result import CausalResult, Outcomes
 
-__all__ = ["CachedPatcher", "CaptumPatcher", "CausalProbe", "CausalResult", "Outcomes", "PairSet",
-           "Patcher", "ProbeReadout", "Readout", "TokenReadout", "layer_activations",
-           "make_patcher", "site_names", "verdict", "world_model_score"]
+__all__ = ["FEATURIZERS", "POSITIONS", "CausalProbe", "CausalResult", "LegalReadout",
+           "Outcomes", "PairSet", "ProbeReadout", "Readout", "StateProbes", "TokenReadout",
+           "fit_state_probes"]

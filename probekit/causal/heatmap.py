@@ -1,51 +1,80 @@
-"""The causal heatmap saved beside a result: IIA and attribution share per layer × site for the
-main readout, with the unrelated-episode baseline in each IIA cell."""
+"""The causal figure saved beside a result: per featurizer, a layer × positions grid of the gain
+(IIA above the unrelated-patch baseline, as a share of the headroom), one row of panels per
+scope. Each cell prints its IIA with the baseline under it; cells no patch can test are grey
+and say why in the legend; the headline cell is outlined."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+POSITIONS = ("diff", "read", "last", "query")
+ORDER = ("full", "probe", "das", "random")
+
 
 def plot_causal(result: dict[str, Any], path: Path) -> Path:
-    """Two panels from `result["per_layer_causal"]` (main readout: the first rows' readout)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.patches import Patch, Rectangle
 
     from probekit.io import atomic_path
 
-    rows = result["per_layer_causal"]
-    main = rows[0]["readout"]
-    rows = [r for r in rows if r["readout"] == main]
+    rows = [r for r in result["per_cell"] if r["featurizer"] != "steer"]
     layers = list(dict.fromkeys(r["layer"] for r in rows))
-    sites = list(dict.fromkeys(r["position"] for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(3 + 1.1 * len(sites), 1.2 + 0.45 * len(layers)),
-                             squeeze=False)
-    panels = (("iia", "IIA (baseline)", "viridis", (0, 1)),
-              ("attribution", "attribution share", "RdBu_r", (-1, 1)))
-    for ax, (key, title, cmap, (lo, hi)) in zip(axes[0], panels):
-        grid = np.full((len(layers), len(sites)), np.nan)
-        for r in rows:
-            if r[key] is not None:
-                grid[layers.index(r["layer"]), sites.index(r["position"])] = r[key]
-        ax.imshow(grid, cmap=cmap, vmin=lo, vmax=hi, aspect="auto")
-        for r in rows:
-            i, j = layers.index(r["layer"]), sites.index(r["position"])
-            if r[key] is None:
-                continue
-            text = f"{r[key]:.2f}" + (f"\n({r['baseline_iia']:.2f})" if key == "iia" else "")
-            ax.text(j, i, text, ha="center", va="center", fontsize=6, color="w"
-                    if key == "iia" and r[key] < 0.6 else "k")
-        ax.set_xticks(range(len(sites)), sites, rotation=45, ha="right", fontsize=7)
-        ax.set_yticks(range(len(layers)), layers, fontsize=7)
-        ax.set_title(f"{title} — {main} readout", fontsize=8)
-    fig.suptitle(f"{result['model']['id']} on {result['task']['name']}: patch site × layer",
-                 fontsize=9)
-    fig.tight_layout()
+    positions = [p for p in POSITIONS if any(r["positions"] == p for r in rows)]
+    feats = [f for f in ORDER if any(r["featurizer"] == f for r in rows)]
+    scopes = [s for s in ("layer", "onward") if any(r["scope"] == s and r["featurizer"]
+                                                      for r in rows)]
+    head = result["scores"].get("causality") or {}
+    fig, axes = plt.subplots(len(scopes), len(feats), squeeze=False,
+                             figsize=(1.0 + 2.1 * len(feats), 0.9 + 0.42 * len(layers) * len(scopes)))
+    cmap = plt.get_cmap("RdBu_r").copy()
+    cmap.set_bad("#d9d9d9")
+    norm = TwoSlopeNorm(vmin=-0.5, vcenter=0.0, vmax=1.0)
+    image = None
+    for i, scope in enumerate(scopes):
+        for j, feat in enumerate(feats):
+            ax = axes[i, j]
+            grid = np.full((len(layers), len(positions)), np.nan)
+            for r in rows:
+                if r["scope"] != scope or r["positions"] not in positions:
+                    continue
+                y, x = layers.index(r["layer"]), positions.index(r["positions"])
+                if r["featurizer"] == feat and r["reachable"] and r["gain"] is not None:
+                    grid[y, x] = r["gain"]
+                    text = f"{r['iia']:.2f}" + (f"\nb {r['baseline']:.2f}"
+                                                if r["baseline"] is not None else "")
+                    ax.text(x, y, text, ha="center", va="center", fontsize=6.5,
+                            color="white" if abs(r["gain"]) > 0.6 else "black")
+                elif r["featurizer"] in (feat, None) and not r["reachable"]:
+                    ax.text(x, y, "—", ha="center", va="center", fontsize=8, color="#707070")
+            image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+            if (head and head.get("featurizer") == feat and head.get("scope") == scope
+                    and head.get("layer") in layers and head.get("positions") in positions):
+                ax.add_patch(Rectangle((positions.index(head["positions"]) - 0.5,
+                                        layers.index(head["layer"]) - 0.5), 1, 1, fill=False,
+                                       lw=2, ec="black"))
+            ax.set_xticks(range(len(positions)), positions, fontsize=7)
+            ax.set_yticks(range(len(layers)), layers if j == 0 else [""] * len(layers),
+                          fontsize=7)
+            ax.set_title(f"{feat} · {'layer l only' if scope == 'layer' else 'l and after'}",
+                         fontsize=8)
+    readout = rows[0]["readout"] if rows else "?"
+    fig.suptitle(f"{result['model']['id']} on {result['task']['name']} — interchange by site "
+                 f"({readout} readout; cell: IIA, b = unrelated-episode baseline)", fontsize=8.5)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.85, pad=0.02)
+        bar.set_label("gain = (IIA − b) / (1 − b)", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
+    fig.legend(handles=[Patch(fc="#d9d9d9", label="— not testable: cannot reach the readout"),
+                        Patch(fc="white", ec="black", lw=2, label="headline cell")],
+               loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.subplots_adjust(left=0.08, right=0.86, top=0.86, bottom=0.16, wspace=0.08, hspace=0.45)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
     return path

@@ -1,298 +1,634 @@
-"""`CausalProbe`: interchange interventions, probe steering and attributions of one model on one
-task's counterfactual pairs, scored per readout × layer × site.
+"""`CausalProbe`: featurized interchange interventions of one model on one task's counterfactual
+pairs, scored per cell (layer × positions × scope × featurizer) with their own checks.
 
-For each aligned pair and layer, the base run gets at each site (the intervened step, each later
-step, the query) the source's activations (the intervention) or an unrelated episode's
-activations at the same site (the baseline), and at the intervened step a latent edited along
-the probe directions of the intervened variable (steering). All readouts read every run.
+For every pair (and split: the selection split chooses the headline, the test split reports
+it) the base run gets, at a cell's positions, the featurized activations of the source (the
+intervention), of an unrelated episode (the baseline) and of a placebo source (a change the
+readout does not depend on). Pairs are scored only where the model answers base and source
+right. Every run checks itself: interchanging every differing input position at the input
+layer must reproduce the source run (the ceiling), and the hook path must agree with Captum on
+the first batch; a failed check stops the run with a `CheckError`.
+
+Cells that cannot reach the readout through the model are recorded as untestable, never scored
+0: a token readout cannot be reached from the layer feeding the head (final norm and
+unembedding act per position), a probe readout from its own layer or above; a cell whose
+unrelated and source patches never move the readout at all has no path to it.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from probekit.adapters.base import Adapter
-from probekit.causal.attribution import site_attributions
-from probekit.causal.interventions import (METHODS, CachedPatcher, CaptumPatcher, Patcher,
-                                           agrees, layer_activations, make_patcher)
-from probekit.causal.pairs import PairBatch, PairSet, site_names, site_positions, take
-from probekit.causal.readouts import (FittedProbes, ProbeReadout, Readout, TokenReadout,
-                                      fit_probes)
-from probekit.causal.scores import Outcomes, bootstrap_ci, layer_rows
-from probekit.causal.steering import steer
-from probekit.causal.verdict import verdict, world_model_score
-from probekit.errors import UnknownNameError, UserError
+from probekit.causal.featurizers import (FEATURIZERS, StateProbes, fit_readout_probes,
+                                         fit_state_probes, random_bases, state_variables)
+from probekit.causal.interventions import (Add, Swap, captum_reference, gather_values,
+                                           index_lists, run_edits)
+from probekit.causal.pairs import POSITIONS, PairBatch, PairSet
+from probekit.causal.readouts import LegalReadout, ProbeReadout, Readout, TokenReadout
+from probekit.causal.result import CausalResult, Outcomes
+from probekit.errors import CheckError, ProbekitWarning, UnknownNameError, UserError
 from probekit.tasks import Task
 
-READOUTS = ("token", "probe")
-
-
-@dataclass
-class CausalResult:
-    """Outcomes per readout; `main` is the readout of the headline (token where there is one)."""
-
-    outcomes: dict[str, Outcomes]
-    main: str
-    examined: int  # pairs drawn, aligned or not
-    seed: int = 0
-
-    def rows(self) -> list[dict[str, Any]]:
-        """The per-layer causal table (`per_layer_causal`), every readout."""
-        return [r for o in self.outcomes.values() for r in layer_rows(o, self.seed)]
-
-    def block(self, layer: str, site: str = "step") -> dict[str, Any] | None:
-        """`scores.causality` of `probekit.result/1`: the main readout at `layer` and `site`
-        (None when no pair can be scored there); `skipped` counts every drawn pair not scored."""
-        o = self.outcomes[self.main]
-        if layer not in o.layers:
-            return None
-        i, g = o.layers.index(layer), o.sites.index(site)
-        keep = o.valid[i, :, g]
-        if not keep.any():
-            return None
-        hits = o.patched[i, keep, g].argmax(-1) == o.cf_class[keep]
-        lo, hi = bootstrap_ci(hits, seed=self.seed)
-        baseline = o.unrelated[i, keep, g].argmax(-1) == o.cf_class[keep]
-        used = int(keep.sum())
-        return {"iia": float(hits.mean()), "ci95": [lo, hi], "layer": layer, "pairs": used,
-                "skipped": self.examined - used, "baseline_iia": float(baseline.mean())}
-
-
-    def scores(self, layer: str, decodability: float, random_init: float | None
-               ) -> dict[str, Any]:
-        """`causality`, `world_model_score` and `verdict` of `probekit.result/1`, with the
-        headline at the decodability layer `layer` (all None when nothing can be scored)."""
-        block = self.block(layer)
-        if block is None:
-            return {"causality": None, "world_model_score": None, "verdict": None}
-        return {"causality": block,
-                "world_model_score": world_model_score(decodability, random_init, block["iia"],
-                                                       block["baseline_iia"]),
-                "verdict": verdict(decodability, random_init, block["iia"], block["ci95"],
-                                   block["baseline_iia"])}
+READOUTS = ("auto", "token", "legal", "probe")
+METHODS = ("auto", "hook")  # auto: the cached fast path where it serves the model
+SCOPES = ("layer", "onward")
+VARIANTS = ("source", "unrelated", "placebo")
+HEADLINE_POSITIONS = ("read", "last")
+CEILING_TOL = 1e-3  # |patched − source| logits, relative to 1 + |source|
+AGREE_TOL = 1e-3
+MOVED_TOL = 1e-5
 
 
 class CausalProbe:
-    """Causal probes of a model on a task, on a seeded subsample of at most `max_pairs` pairs of
-    `split`. `readouts`: "auto" (token where the model has a head and the task a query, then
-    probe) or a list of names; `method`: the patching path ("auto", "captum", "cached");
-    `attribution_pairs` pairs get integrated-gradients attributions of the main readout with
-    `n_steps` steps; steering probes are fit on at most `steering_episodes` train episodes."""
+    """Causal probes of a model on a task (see the module docstring).
 
-    def __init__(self, *, readouts: str | list[str] = "auto", split: str = "test",
-                 max_pairs: int = 200, batch_size: int = 32, method: str = "auto",
-                 steering: bool = True, steering_episodes: int = 500, attribution: bool = True,
-                 attribution_pairs: int = 32, n_steps: int = 8,
-                 perturbations_per_eval: int | None = None, seed: int = 0,
-                 progress: bool = False):
-        self.readouts, self.split, self.max_pairs = readouts, split, max_pairs
-        self.batch_size, self.method = batch_size, method
-        self.steering, self.steering_episodes = steering, steering_episodes
+    readout: "auto" (token where the model has a head and episodes end with a question, legal
+    where the task has `legal.*` labels and the model a head, else probe) or one of them.
+    featurizers: any of full, probe, random, das (DAS trains a rank-k rotation per headline
+    candidate cell on train pairs; k and training length chosen on the selection split).
+    positions: any of diff, read, last, query. scopes: layer (patch layer l only) and/or onward
+    (l and every later layer up to the readout, at the same positions).
+    method: "auto" uses the cached fast path for Hugging Face causal LMs (checked against the
+    hook path on the first batch), "hook" always the hook path. max_pairs: pairs drawn per
+    split (seeded). filter_correct: score only pairs the model answers
+    right on base and source. steering: probe-direction steering (after Nanda et al. 2023) at
+    `strengths` (multiples of the layer's mean latent norm), at the read positions from the
+    intervened step on, at l and after. attribution: integrated gradients with enough steps to
+    keep the completeness error under `completeness`.
+    """
+
+    def __init__(self, *, readout: str = "auto",
+                 featurizers: Sequence[str] = ("full", "probe", "random"),
+                 positions: Sequence[str] = POSITIONS, scopes: Sequence[str] = SCOPES,
+                 split: str = "test", selection_split: str = "val", max_pairs: int = 200,
+                 batch_size: int = 32, max_runs: int = 512, filter_correct: bool = True,
+                 steering: bool = True, strengths: Sequence[float] = (0.5, 1, 2, 4, 8),
+                 attribution: bool = True, attribution_pairs: int = 16,
+                 completeness: float = 0.01, das_ranks: Sequence[int] = (1, 2, 4, 8),
+                 das_steps: int = 150, das_pairs: int = 256, probe_episodes: int = 1000,
+                 method: str = "auto", seed: int = 0, progress: bool = False):
+        self.readout, self.featurizers, self.positions = readout, featurizers, positions
+        self.scopes, self.split, self.selection_split = scopes, split, selection_split
+        self.max_pairs, self.batch_size, self.max_runs = max_pairs, batch_size, max_runs
+        self.filter_correct, self.steering, self.strengths = filter_correct, steering, strengths
         self.attribution, self.attribution_pairs = attribution, attribution_pairs
-        self.n_steps, self.perturbations_per_eval = n_steps, perturbations_per_eval
+        self.completeness, self.das_ranks, self.das_steps = completeness, das_ranks, das_steps
+        self.das_pairs, self.probe_episodes, self.method = das_pairs, probe_episodes, method
         self.seed, self.progress = seed, progress
 
-    def run(self, adapter: Adapter, task: Task, layers: list[str] | None = None) -> CausalResult:
-        """Intervene at `layers` (all by default) and score every readout."""
-        from tqdm.auto import tqdm
+    # --- configuration ----------------------------------------------------------------------
 
-        if self.batch_size < 1:
-            raise UserError(f"batch_size must be at least 1, got {self.batch_size}")
+    def _check(self) -> None:
+        if self.readout not in READOUTS:
+            raise UnknownNameError("readout", str(self.readout), READOUTS)
         if self.method not in METHODS:
-            raise UnknownNameError("patching method", self.method, METHODS)
-        for name in [] if self.readouts == "auto" else self._names():
-            if name not in READOUTS:
-                raise UnknownNameError("readout", name, READOUTS)
-        layers = adapter.check_layers(layers)
-        pairs = PairSet.build(adapter, task, self.split, max_pairs=self.max_pairs,
-                              seed=self.seed, batch_size=self.batch_size)
-        batches = list(pairs.batches(adapter, self.batch_size))
-        readouts = self._readouts(adapter, task, pairs, batches)
-        probes = None
-        variables = sorted({p["variable"] for p in pairs.pairs})
-        columns = task.dataset(self.split).column_names
-        # Steering edits a state variable's probe direction; an intervened input (an action)
-        # has no label column to probe, so those tasks are patched but not steered.
-        if self.steering and all(f"label.{v}" in columns for v in variables):
-            probes = fit_probes(adapter, task, layers, variables, batch_size=self.batch_size,
-                                max_episodes=self.steering_episodes, progress=self.progress)
-        patcher = make_patcher(adapter, readouts, self.method, self.perturbations_per_eval)
-        S = batches[0].base.positions.shape[1]
-        parts: list[list[dict[str, np.ndarray]]] = []
-        attributed = 0
-        for pb in tqdm(batches, desc=f"causal {task.name}", disable=not self.progress,
-                       leave=False):
-            acts = {k: layer_activations(adapter, layers, getattr(pb, k))
-                    for k in ("base", "source", "unrelated")}
-            labels = [r.labels(pb) for r in readouts]
-            which = torch.stack([w for w, _, _ in labels], 1)
-            if isinstance(patcher, CachedPatcher) and not parts:
-                patcher = self._checked(patcher, layers[len(layers) // 2], pb, acts, which)
-            n_attr = min(len(pb.step), self.attribution_pairs - attributed) \
-                if self.attribution else 0
-            parts.append(self._batch(patcher, layers, pb, acts, labels, probes, S, n_attr))
-            attributed += n_attr
-        outcomes = {}
-        for i, r in enumerate(readouts):
-            cat = {k: np.concatenate([p[i][k] for p in parts], axis=0 if k in (
-                "base", "source", "base_class", "cf_class") else 1) for k in parts[0][i]}
-            outcomes[r.name] = Outcomes(r.name, list(layers), site_names(S), **cat)
-        return CausalResult(outcomes, readouts[0].name, len(pairs) + pairs.skipped, self.seed)
+            raise UnknownNameError("patching method", str(self.method), METHODS)
+        for name, given, valid in (("featurizer", self.featurizers, FEATURIZERS),
+                                   ("positions", self.positions, POSITIONS),
+                                   ("scope", self.scopes, SCOPES)):
+            if isinstance(given, str) or not given:
+                raise UserError(f"{name}s must be a non-empty list, got {given!r}")
+            for g in given:
+                if g not in valid:
+                    raise UnknownNameError(name, str(g), valid)
+        for name in ("max_pairs", "batch_size", "max_runs", "attribution_pairs", "das_steps",
+                     "das_pairs", "probe_episodes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{name} must be a positive integer, got {value!r}")
+        if self.max_pairs < 2:
+            raise UserError(f"max_pairs must be at least 2, got {self.max_pairs}")
+        if not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0
+                   for s in self.strengths) or not self.strengths:
+            raise UserError(f"strengths must be positive numbers, got {self.strengths!r}")
+        if not all(isinstance(k, int) and k >= 1 for k in self.das_ranks) or not self.das_ranks:
+            raise UserError(f"das_ranks must be positive integers, got {self.das_ranks!r}")
+        if not 0 < self.completeness < 1:
+            raise UserError(f"completeness must be in (0, 1), got {self.completeness!r}")
 
-    def _readouts(self, adapter: Adapter, task: Task, pairs: PairSet,
-                  batches: list[PairBatch]) -> list[Readout]:
-        """The readouts asked for, the main one first."""
-        if self.readouts == "auto":
-            has_query = all(bool((pb.base.query_positions >= 0).all()) for pb in batches)
-            names = ["token", "probe"] if adapter.has_token_head and has_query else ["probe"]
-        else:
-            names = self._names()
-        out: list[Readout] = []
-        if "token" in names:
-            answers = torch.cat([getattr(pb, k).answer_ids for pb in batches
-                                 for k in ("base", "source", "unrelated")])
-            out.append(TokenReadout(adapter, answers[answers >= 0].tolist()))
-        if "probe" in names:
-            heads = sorted({p["readout_target"] for p in pairs.pairs})
-            out.append(ProbeReadout.fit(adapter, task, adapter.layers()[-1], heads,
-                                        batch_size=self.batch_size, progress=self.progress))
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self, adapter: Adapter, task: Task, layers: list[str] | None = None
+            ) -> CausalResult:
+        """Intervene at `layers` (all by default) and score every cell."""
+        self._check()
+        layers = adapter.check_layers(layers)
+        order = adapter.layers()
+        splits = list(dict.fromkeys([self.selection_split, self.split]))
+        pairsets = {s: PairSet.build(adapter, task, s, max_pairs=self.max_pairs, seed=self.seed,
+                                     batch_size=self.batch_size) for s in splits}
+        readout = self._readout(adapter, task, pairsets)
+        limit = self._limit(adapter, readout)
+        probes = None
+        if {"probe", "random"} & set(self.featurizers) or self.steering:
+            variables = sorted({v for ps in pairsets.values() for p, b, s in
+                                zip(ps.pairs, ps.bases, ps.sources)
+                                for v in state_variables(p, b, s)})
+            if variables:
+                probes = fit_state_probes(adapter, task, order[:max(limit, 1)], variables,
+                                          max_episodes=self.probe_episodes,
+                                          batch_size=self.batch_size, progress=self.progress)
+        engine = _Engine(self, adapter, readout, probes, order, limit)
+        cells = engine.cells(layers)
+        das = {}
+        if "das" in self.featurizers:
+            from probekit.causal.das import train_das
+
+            train = PairSet.build(adapter, task, "train", max_pairs=self.das_pairs,
+                                  seed=self.seed, batch_size=self.batch_size)
+            for cell in cells:
+                if engine.headline_candidate(cell):
+                    das[cell] = train_das(engine, cell, train, pairsets[self.selection_split],
+                                          ranks=self.das_ranks, steps=self.das_steps,
+                                          seed=self.seed)
+        outcomes = {s: engine.evaluate(pairsets[s], cells, das, steering=s == self.split
+                                       and self.steering) for s in splits}
+        attribution = None
+        if self.attribution:
+            from probekit.causal.attribution import attribute
+
+            attribution = attribute(engine, pairsets[self.split], outcomes[self.split],
+                                    [c[0] for c in cells if c[2] == "layer"],
+                                    max_pairs=self.attribution_pairs,
+                                    tolerance=self.completeness)
+        return CausalResult(task=task.name, readout=readout.describe(), layers=layers,
+                            input_layer=order[0], outcomes=outcomes, split=self.split,
+                            selection_split=self.selection_split, cells=cells,
+                            untestable=engine.untestable(layers), das=das,
+                            attribution=attribution, seed=self.seed,
+                            config=self.config(), checks=engine.checks, reach=engine.reach)
+
+    def config(self) -> dict[str, Any]:
+        """The settings that decide the numbers (recorded in the result's identity)."""
+        return {"readout": self.readout, "featurizers": list(self.featurizers),
+                "positions": list(self.positions), "scopes": list(self.scopes),
+                "split": self.split, "selection_split": self.selection_split,
+                "max_pairs": self.max_pairs, "filter_correct": self.filter_correct,
+                "steering": list(self.strengths) if self.steering else None,
+                "das": {"ranks": list(self.das_ranks), "steps": self.das_steps,
+                        "pairs": self.das_pairs} if "das" in self.featurizers else None,
+                "seed": self.seed}
+
+    def _readout(self, adapter: Adapter, task: Task, pairsets: dict[str, PairSet]) -> Readout:
+        name = self.readout
+        all_pairs = [p for ps in pairsets.values() for p in ps.pairs]
+        columns = task.dataset(self.split).column_names
+        legal = sorted(c[len("label.legal."):] for c in columns if c.startswith("label.legal."))
+        if name == "auto":
+            has_query = all(b.get("query_span", [-1])[0] >= 0
+                            for ps in pairsets.values() for b in ps.bases)
+            name = ("token" if adapter.has_token_head and has_query else
+                    "legal" if adapter.has_token_head and legal else "probe")
+        if name == "token":
+            ids = []
+            for ps in pairsets.values():
+                for pb in ps.batches(adapter, self.batch_size):
+                    ids += pb.base.answer_ids.tolist() + pb.source.answer_ids.tolist()
+            return TokenReadout(adapter, [i for i in ids if i >= 0])
+        if name == "legal":
+            if not legal:
+                raise UserError(f"task {task.name} has no legal.* labels for the legal "
+                                "readout; use readout='token' or 'probe'")
+            return LegalReadout(adapter, task, legal)
+        heads = sorted({p["readout_target"] for p in all_pairs})
+        last = adapter.layers()[-1]
+        coef, intercept, classes = fit_readout_probes(adapter, task, last, heads,
+                                                      batch_size=self.batch_size,
+                                                      progress=self.progress)
+        return ProbeReadout(last, heads, np.zeros(0) if classes is None else classes, coef,
+                            intercept, regress=classes is None)
+
+    @staticmethod
+    def _limit(adapter: Adapter, readout: Readout) -> int:
+        """Layers with an index below this can reach the readout through the model."""
+        order = adapter.layers()
+        if readout.layer is not None:
+            return order.index(readout.layer)
+        if adapter.head_layer is not None:
+            return order.index(adapter.head_layer)
+        return len(order)
+
+
+class _Engine:
+    """The runs of one CausalProbe.run: clean captures, cells, featurized edits, outcomes."""
+
+    def __init__(self, probe: CausalProbe, adapter: Adapter, readout: Readout,
+                 probes: StateProbes | None, order: list[str], limit: int):
+        self.probe, self.adapter, self.readout, self.probes = probe, adapter, readout, probes
+        self.order, self.limit = order, limit
+        self._bases: dict[tuple[str, tuple[str, ...]], torch.Tensor] = {}
+        self._random: dict[str, torch.Tensor] = {}
+        self.checks: dict[str, Any] = {}
+        self.reach: dict[tuple[str, str, str], bool] = {}
+        from probekit.causal.cached import CachedRunner
+
+        self.cached = CachedRunner(adapter, readout, probe.max_runs) \
+            if probe.method != "hook" and CachedRunner.supports(adapter) else None
+        self._checked = False
+
+    def patch(self, pb: PairBatch, clean: dict[str, Any], rows: torch.Tensor,
+              swaps: dict[str, Swap | Add]) -> torch.Tensor:
+        """[R, K] readout logits of patched runs: the cached fast path where it serves the
+        model (checked against the hook path on its first call), else the hook path."""
+        labels = clean["labels"]
+        edits = {name: s.edit() for name, s in swaps.items()}
+        if self.cached is None:
+            with torch.no_grad():
+                return run_edits(self.adapter, self.readout, pb.base, rows, labels, edits).cpu()
+        with torch.no_grad():
+            fast = self.cached.run(pb.base, clean["acts"]["base"], rows, labels, swaps).cpu()
+            if not self._checked:
+                self._checked = True
+                slow = run_edits(self.adapter, self.readout, pb.base, rows, labels, edits).cpu()
+                gap = float((fast - slow).abs().max()) if len(rows) else 0.0
+                self.checks["cached"] = {"runs": len(rows), "max_abs_diff": gap}
+                if gap > AGREE_TOL * (1 + float(slow.abs().max())):
+                    warnings.warn(f"the cached patching path disagrees with the hook path by "
+                                  f"{gap:.2e} on {self.adapter.identity.id}; using the hook path",
+                                  ProbekitWarning, stacklevel=2)
+                    self.cached = None
+                    return slow
+        return fast
+
+    # cells ----------------------------------------------------------------------------------
+
+    def cells(self, layers: list[str]) -> list[tuple[str, str, str]]:
+        """(layer, positions, scope) of every reachable cell; onward only below the last
+        patchable layer (there it is the same as layer)."""
+        out = []
+        for layer in layers:
+            li = self.order.index(layer)
+            if li >= self.limit:
+                continue
+            for pos in self.probe.positions:
+                for scope in self.probe.scopes:
+                    if scope == "onward" and li == self.limit - 1 and "layer" in self.probe.scopes:
+                        continue
+                    out.append((layer, pos, scope))
         return out
 
-    def _names(self) -> list[str]:
-        return [self.readouts] if isinstance(self.readouts, str) else list(self.readouts)
-
-    def _checked(self, fast: Patcher, layer: str, pb: PairBatch,
-                 acts: dict[str, dict[str, torch.Tensor]], which: torch.Tensor) -> Patcher:
-        """The fast patcher if it agrees with Captum on two pairs of this batch, else Captum."""
-        reference = CaptumPatcher(fast.adapter, fast.readouts, self.perturbations_per_eval)
-        n = min(2, len(pb.step))
-        few = take(pb.base, slice(0, n))
-        values = acts["source"][layer][:n]
-        groups = _groups(site_positions(few, pb.step[:n]), values.shape[1])
-        try:
-            ok = agrees(fast, reference, layer, few, groups, values, which[:n])
-        except (RuntimeError, TypeError, ValueError, AttributeError, IndexError) as e:
-            warnings.warn(f"the cached patching path failed ({type(e).__name__}: {e}); "
-                          "using Captum", stacklevel=2)
-            ok = False
-        return fast if ok else reference
-
-    def _batch(self, patcher: Patcher, layers: list[str], pb: PairBatch,
-               acts: dict[str, dict[str, torch.Tensor]],
-               labels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-               probes: FittedProbes | None, S: int, n_attr: int) -> list[dict[str, np.ndarray]]:
-        """Per readout: every layer's patched, baseline and steered logits for one batch."""
-        adapter, readouts = patcher.adapter, patcher.readouts
-        B, T = len(pb.step), next(iter(pb.base.inputs.values())).shape[1]
-        which = torch.stack([w for w, _, _ in labels], 1)
-        sites = site_positions(pb.base, pb.step)
-        other = site_positions(pb.unrelated, pb.step)
-        both = (sites >= 0) & (other >= 0)
-        read = patcher.read_positions(pb.base).cpu()
-        groups = [_groups(sites, T), _groups(torch.where(both, sites, -1), T)]
-        if probes is not None:
-            groups.append(_groups(sites[:, :1], T))
-        copies = len(groups)
-        groups = torch.cat(groups)
-        rows = torch.arange(B).repeat(copies)
-        order = adapter.layers()
-        depth = [len(order) if r.layer is None else order.index(r.layer) for r in readouts]
-        base_clean = patcher.clean(pb.base, which)
-        source_clean = patcher.clean(pb.source, which)
-        per_layer: list[dict[str, list[torch.Tensor]]] = [
-            {k: [] for k in ("patched", "unrelated", "valid", "steered", "edited")}
-            for _ in readouts]
-        attr, total = [], []
+    def untestable(self, layers: list[str]) -> list[dict[str, Any]]:
+        """Rows for the cells no patch can test, with the reason."""
+        rows = []
         for layer in layers:
-            li = order.index(layer)
-            own, src, unrel = (acts[k][layer] for k in ("base", "source", "unrelated"))
-            from_unrelated = own.clone()
-            b, g = both.nonzero(as_tuple=True)
-            from_unrelated[b, sites[b, g]] = unrel[b, other[b, g]]
-            values = [src, from_unrelated]
-            if probes is not None:
-                edit, edited = self._edit(probes, layers.index(layer), own, sites[:, 0], pb)
-                steered_in = own.clone()
-                steered_in[torch.arange(B), sites[:, 0]] = edit
-                values.append(steered_in)
-            out = patcher.patch(layer, pb.base, groups, torch.cat(values), which, rows)
-            for i, res in enumerate(out):
-                res = _pad(res.detach().cpu(), S + 1)
-                _, base_cls, cf_cls = labels[i]
-                readable = (read[:, i] >= 0) & (base_cls >= 0) & (cf_cls >= 0)
-                if li < depth[i]:
-                    trivial = torch.zeros_like(both)
-                elif li == depth[i]:  # the probe would read the patched vector itself
-                    trivial = sites == read[:, i:i + 1]
-                else:  # above the readout layer: the patch cannot reach the readout
-                    trivial = torch.ones_like(both)
-                d = per_layer[i]
-                d["patched"].append(res[:B])
-                d["unrelated"].append(res[B:2 * B])
-                d["valid"].append(both & readable[:, None] & ~trivial)
-                if probes is not None:
-                    d["steered"].append(res[2 * B:, 0])
-                    d["edited"].append(edited)
-            a = torch.full((B, S + 1), float("nan"))
-            t = torch.full((B,), float("nan"))
-            if n_attr and li <= depth[0]:
-                _, base_cls, cf_cls = labels[0]
-                part = slice(0, n_attr)
-                a[part], t[part] = site_attributions(
-                    adapter, readouts[0], layer, take(pb.base, part), take(pb.source, part),
-                    sites[part], which[part, 0], cf_cls[part], base_cls[part],
-                    n_steps=self.n_steps, internal_batch_size=self.batch_size * self.n_steps)
-            attr.append(a)
-            total.append(t)
-        result = []
-        for i, d in enumerate(per_layer):
-            _, base_cls, cf_cls = labels[i]
-            part = {"base": base_clean[i].cpu().numpy(), "source": source_clean[i].cpu().numpy(),
-                    "base_class": base_cls.numpy(), "cf_class": cf_cls.numpy()}
-            part.update({k: torch.stack(v).numpy() for k, v in d.items() if v})
-            if i == 0:
-                part.update(attribution=torch.stack(attr).numpy(),
-                            attribution_total=torch.stack(total).numpy())
-            result.append(part)
-        return result
+            li = self.order.index(layer)
+            if li < self.limit:
+                continue
+            why = ("the readout probe's own layer or above" if self.readout.layer is not None
+                   else "the layer feeding the token head: final norm and unembedding act per "
+                        "position, so a patch reaches the readout only as its own input")
+            for pos in self.probe.positions:
+                for scope in self.probe.scopes:
+                    rows.append({"layer": layer, "positions": pos, "scope": scope,
+                                 "reachable": False, "reason": why})
+        return rows
 
-    def _edit(self, probes: FittedProbes, index: int, own: torch.Tensor,
-              positions: torch.Tensor, pb: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latents at the intervened step edited toward the source's value of the intervened
-        variable at that step, and [B] whether the probe decodes the edit."""
-        h = own[torch.arange(len(pb.step), device=own.device), positions.to(own.device)]
-        var = torch.as_tensor([probes.targets.index(p["variable"]) for p in pb.pairs])
-        lookup = {v: i for i, v in enumerate(probes.classes.tolist())}
+    def headline_candidate(self, cell: tuple[str, str, str]) -> bool:
+        layer, pos, scope = cell
+        return layer != self.order[0] and pos in HEADLINE_POSITIONS and scope == "layer"
 
-        def classes(episodes: list[dict[str, Any]]) -> torch.Tensor:
-            return torch.as_tensor([lookup.get(e[f"label.{p['variable']}"][int(s)], -1)
-                                    for e, p, s in zip(episodes, pb.pairs, pb.step)])
+    def edit_layers(self, layer: str, scope: str) -> list[str]:
+        li = self.order.index(layer)
+        return [layer] if scope == "layer" else self.order[li:self.limit]
 
-        current, target = classes(pb.bases), classes(pb.sources)
-        known = (current >= 0) & (target >= 0) & (current != target)
-        coef = torch.as_tensor(probes.coef[index], dtype=h.dtype, device=h.device)[var]
-        intercept = torch.as_tensor(np.maximum(probes.intercept[index], -1e4), dtype=h.dtype,
-                                    device=h.device)[var]
-        edited, ok = steer(h, coef, intercept, current.clamp_min(0).to(h.device),
-                           target.clamp_min(0).to(h.device))
-        return edited, ok.cpu() & known
+    # featurizer bases -------------------------------------------------------------------------
+
+    def basis(self, layer: str, variables: tuple[str, ...]) -> torch.Tensor | None:
+        if self.probes is None or not variables:
+            return None
+        key = (layer, variables)
+        if key not in self._bases:
+            self._bases[key] = self.probes.basis(layer, variables)
+        return self._bases[key]
+
+    def random(self, layer: str, width: int) -> torch.Tensor:
+        if layer not in self._random:
+            self._random[layer] = random_bases(width, self.probe.seed + 7919 * (
+                1 + self.order.index(layer)))
+        return self._random[layer]
+
+    # clean runs -----------------------------------------------------------------------------
+
+    def clean(self, pb: PairBatch) -> dict[str, Any]:
+        """Clean activations of every variant at every patchable layer, labels, clean logits
+        and which pairs are scored."""
+        a = self.adapter
+        n = len(pb)
+        both = _concat([pb.base, pb.source, pb.unrelated, pb.placebo])
+        needed = self.order[:max(self.limit, 1)]
+        acts = a.capture(both, needed)
+        split = {v: {layer: t[i * n:(i + 1) * n] for layer, t in acts.items()}
+                 for i, v in enumerate(("base", "source", "unrelated", "placebo"))}
+        labels = self.readout.labels(pb)
+        with torch.no_grad():
+            clean_base = self.readout.logits(a, pb.base, labels)
+            clean_source = self.readout.logits(a, pb.source, labels)
+            clean_placebo = self.readout.logits(a, pb.placebo, labels)
+        readable = labels.readable
+        base_ok = clean_base.argmax(-1).cpu() == labels.base
+        source_ok = clean_source.argmax(-1).cpu() == labels.cf
+        placebo_ok = clean_placebo.argmax(-1).cpu() == labels.base
+        scored = readable & ((base_ok & source_ok) if self.probe.filter_correct else True)
+        return {"acts": split, "labels": labels, "base_logits": clean_base.cpu(),
+                "source_logits": clean_source.cpu(), "readable": readable,
+                "base_ok": base_ok, "source_ok": source_ok,
+                "placebo_ok": placebo_ok & pb.has_placebo, "scored": scored}
+
+    # evaluation -------------------------------------------------------------------------------
+
+    def evaluate(self, pairs: PairSet, cells: list[tuple[str, str, str]],
+                 das: dict[tuple[str, str, str], Any], steering: bool) -> Outcomes:
+        """Every cell × featurizer × variant (and steering) on every pair of `pairs`."""
+        from tqdm.auto import tqdm
+
+        parts: list[dict[str, Any]] = []
+        first = True
+        bar = tqdm(list(pairs.batches(self.adapter, self.probe.batch_size)),
+                   desc=f"causal {pairs.split}", disable=not self.probe.progress, leave=False)
+        for pb in bar:
+            clean = self.clean(pb)
+            part = {"scored": clean["scored"].numpy(), "readable": clean["readable"].numpy(),
+                    "base_ok": clean["base_ok"].numpy(), "source_ok": clean["source_ok"].numpy(),
+                    "placebo_ok": clean["placebo_ok"].numpy(),
+                    "has_unrelated": pb.has_unrelated.numpy(),
+                    "base_class": clean["labels"].base.numpy(),
+                    "cf_class": clean["labels"].cf.numpy(), "cells": {}, "steer": {}}
+            part["ceiling"] = self._ceiling(pb, clean, pairs)
+            if first:
+                self.checks["captum"] = self._agreement(pb, clean, cells)
+                self._reachability(pb, clean, cells)
+                first = False
+            for layer, scope in dict.fromkeys((c[0], c[2]) for c in cells):
+                group = [c for c in cells if c[0] == layer and c[2] == scope]
+                part["cells"].update(self._cells(pb, clean, group, das))
+            if steering and self.probes is not None:
+                part["steer"] = self._steer(pb, clean, cells)
+            parts.append(part)
+        return Outcomes.concat(pairs, parts)
+
+    def _runs(self, pb: PairBatch, clean: dict[str, Any], cell: tuple[str, str, str],
+              featurizer: str, variant: str) -> tuple[torch.Tensor, torch.Tensor, Any] | None:
+        """(rows, masks, basis) of one cell × featurizer × variant; None when no pair runs."""
+        layer, pos, _ = cell
+        labels = clean["labels"]
+        mask = pb.positions(pos, labels.position, variant)
+        ok = clean["scored"] & mask.any(1)
+        if variant == "unrelated":
+            ok &= pb.has_unrelated
+        if variant == "placebo":
+            ok &= clean["placebo_ok"]
+        rows = ok.nonzero().flatten()
+        if len(rows) == 0:
+            return None
+        return rows, mask[rows], featurizer
+
+    def _cells(self, pb: PairBatch, clean: dict[str, Any], cells: list[tuple[str, str, str]],
+               das: dict[tuple[str, str, str], Any]) -> dict[tuple, dict[str, np.ndarray]]:
+        """Run every featurizer × variant of `cells` (one layer and scope) on one batch."""
+        layer, _, scope = cells[0]
+        edit_layers = self.edit_layers(layer, scope)
+        specs = []  # (key, rows, masks, variant, featurizer, das basis)
+        variables = [tuple(state_variables(p, b, s)) for p, b, s in
+                     zip(pb.pairs, pb.bases, pb.sources)]
+        for cell in cells:
+            for feat in self.probe.featurizers:
+                if feat == "das" and cell not in das:
+                    continue
+                for variant in VARIANTS:
+                    got = self._runs(pb, clean, cell, feat, variant)
+                    if got is None:
+                        continue
+                    rows, masks, _ = got
+                    if feat in ("probe", "random"):
+                        keep = torch.as_tensor([self.basis(layer, variables[r]) is not None
+                                                for r in rows.tolist()], dtype=torch.bool)
+                        rows, masks = rows[keep], masks[keep]
+                        if len(rows) == 0:
+                            continue
+                    specs.append(((cell, feat, variant), rows, masks, variant, feat))
+        out: dict[tuple, dict[str, np.ndarray]] = {}
+        n = len(pb)
+        if not specs:
+            return out
+        all_rows = torch.cat([s[1] for s in specs])
+        all_masks = torch.cat([s[2] for s in specs])
+        all_variant = sum(([s[3]] * len(s[1]) for s in specs), [])
+        all_feat = sum(([s[4]] * len(s[1]) for s in specs), [])
+        all_key = sum(([s[0]] * len(s[1]) for s in specs), [])
+        pos = index_lists(all_masks)
+        preds = torch.empty(len(all_rows), dtype=torch.long)
+        moved = torch.empty(len(all_rows), dtype=torch.bool)
+        margins = torch.empty(len(all_rows))
+        step = self.probe.max_runs
+        labels = clean["labels"]
+        for lo in range(0, len(all_rows), step):
+            sl = slice(lo, lo + step)
+            rows, p = all_rows[sl], pos[sl]
+            edits = {}
+            for el in edit_layers:
+                src = torch.empty(len(rows), p.shape[1], clean["acts"]["base"][el].shape[-1])
+                for v in ("source", "unrelated", "placebo"):
+                    sel = torch.as_tensor([x == v for x in all_variant[sl]])
+                    if sel.any():
+                        src[sel] = gather_values(clean["acts"][v][el], rows[sel], p[sel]).cpu()
+                basis, full = self._feature_basis(el, rows, all_feat[sl], all_key[sl],
+                                                  variables, das, src.shape[-1])
+                edits[el] = Swap(p, src, basis, full)
+            z = self.patch(pb, clean, rows, edits)
+            preds[sl] = z.argmax(-1)
+            moved[sl] = (z - clean["base_logits"][rows]).abs().amax(-1) > MOVED_TOL * (
+                1 + clean["base_logits"][rows].abs().amax(-1))
+            cf, bc = labels.cf[rows], labels.base[rows]
+            ar = torch.arange(len(rows))
+            margins[sl] = z[ar, cf.clamp_min(0)] - z[ar, bc.clamp_min(0)]
+        lo = 0
+        for key, rows, _, _, _ in specs:
+            k = len(rows)
+            pred = np.full(n, -1)
+            mv = np.zeros(n, dtype=bool)
+            pred[rows.numpy()] = preds[lo:lo + k].numpy()
+            mv[rows.numpy()] = moved[lo:lo + k].numpy()
+            out[key] = {"pred": pred, "moved": mv}
+            lo += k
+        return out
+
+    def _feature_basis(self, layer: str, rows: torch.Tensor, feats: list[str], keys: list,
+                       variables: list[tuple[str, ...]], das: dict, width: int
+                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Per run: the featurizer's basis at `layer` ([R, D, k], zero-padded) and whether it
+        swaps the whole vector."""
+        full = torch.as_tensor([f == "full" for f in feats])
+        if full.all():
+            return None, None
+        bases: list[torch.Tensor | None] = []
+        for r, f, key in zip(rows.tolist(), feats, keys):
+            if f == "full":
+                bases.append(None)
+            elif f == "probe":
+                bases.append(self.basis(layer, variables[r]))
+            elif f == "random":
+                q = self.basis(layer, variables[r])
+                bases.append(self.random(layer, width)[:, :q.shape[1]])
+            else:  # das: the cell's learned basis
+                bases.append(das[key[0]]["basis"])
+        k = max(b.shape[1] for b in bases if b is not None)
+        Q = torch.zeros(len(rows), width, k)
+        for i, b in enumerate(bases):
+            if b is not None:
+                Q[i, :, :b.shape[1]] = b
+        return Q, full
+
+    # checks ---------------------------------------------------------------------------------
+
+    def _reachability(self, pb: PairBatch, clean: dict[str, Any],
+                      cells: list[tuple[str, str, str]]) -> None:
+        """Whether a large random perturbation at each cell (three times the latents' norm)
+        moves the readout of any scored pair of the first batch."""
+        g = torch.Generator().manual_seed(self.probe.seed + 31)
+        labels = clean["labels"]
+        for cell in cells:
+            if cell in self.reach:
+                continue
+            layer, positions, scope = cell
+            mask = pb.positions(positions, labels.position)
+            rows = (clean["scored"] & mask.any(1)).nonzero().flatten()
+            if len(rows) == 0:
+                continue
+            p = index_lists(mask[rows])
+            swaps = {}
+            for el in self.edit_layers(layer, scope):
+                own = gather_values(clean["acts"]["base"][el], rows, p).cpu()
+                size = 3 * own.norm(dim=-1, keepdim=True).mean().clamp_min(1e-3)
+                noise = torch.randn(own.shape, generator=g)
+                swaps[el] = Swap(p, own + size * noise / noise.norm(dim=-1, keepdim=True))
+            with torch.no_grad():
+                z = run_edits(self.adapter, self.readout, pb.base, rows, labels,
+                              {k: v.edit() for k, v in swaps.items()}).cpu()
+            base = clean["base_logits"][rows]
+            self.reach[cell] = bool(((z - base).abs().amax(-1)
+                                     > MOVED_TOL * (1 + base.abs().amax(-1))).any())
+
+    def _ceiling(self, pb: PairBatch, clean: dict[str, Any], pairs: PairSet) -> dict[str, Any]:
+        """Interchange every differing input position at the input layer: the readout must be
+        the source run's (every readable pair, scored or not)."""
+        from probekit.causal.pairs import differ
+
+        layer = self.order[0]
+        labels = clean["labels"]
+        mask = differ(pb.base, pb.source)
+        rows = (clean["readable"] & mask.any(1)).nonzero().flatten()
+        if len(rows) == 0:
+            return {"rows": np.zeros(0, dtype=int), "diff": np.zeros(0), "hit": np.zeros(0)}
+        p = index_lists(mask[rows])
+        src = gather_values(clean["acts"]["source"][layer], rows, p).cpu()
+        with torch.no_grad():
+            z = run_edits(self.adapter, self.readout, pb.base, rows, labels,
+                          {layer: Swap(p, src).edit()}).cpu()
+        want = clean["source_logits"][rows]
+        diff = (z - want).abs().amax(-1) / (1 + want.abs().amax(-1))
+        bad = (diff > CEILING_TOL).nonzero().flatten()
+        if len(bad):
+            i = int(rows[bad[0]])
+            raise CheckError(
+                f"ceiling check failed on task pairs (split {pairs.split}, base episode "
+                f"{int(pb.pairs[i]['base_index'])}): interchanging every input position where "
+                f"base and source differ at {layer} did not reproduce the source run (logits "
+                f"differ by {float(diff[bad[0]]):.2e}); the sites or pairs are wrong, or the "
+                f"model's first layer is not its input embedding — name the embedding output as "
+                "the adapter's first layer")
+        return {"rows": rows.numpy(), "diff": diff.numpy(),
+                "hit": (z.argmax(-1) == labels.cf[rows]).numpy()}
+
+    def _agreement(self, pb: PairBatch, clean: dict[str, Any],
+                   cells: list[tuple[str, str, str]]) -> dict[str, Any] | None:
+        """Margins of a full-vector `diff` patch at a middle layer by the hook path and by
+        Captum on up to four scored pairs; a disagreement stops the run."""
+        layers = sorted({c[0] for c in cells if c[2] == "layer"}, key=self.order.index)
+        if not layers:
+            return None
+        layer = layers[len(layers) // 2]
+        labels = clean["labels"]
+        mask = pb.positions("diff", labels.position)
+        rows = (clean["scored"] & mask.any(1)).nonzero().flatten()[:4]
+        if len(rows) == 0:
+            return None
+        p = index_lists(mask[rows])
+        src = gather_values(clean["acts"]["source"][layer], rows, p).cpu()
+        with torch.no_grad():
+            z = run_edits(self.adapter, self.readout, pb.base, rows, labels,
+                          {layer: Swap(p, src).edit()}).cpu()
+        ar = torch.arange(len(rows))
+        hook = z[ar, labels.cf[rows]] - z[ar, labels.base[rows]]
+        ref = captum_reference(self.adapter, self.readout, pb.base, labels, layer, mask,
+                               clean["acts"]["source"][layer], rows.tolist()).cpu()
+        gap = float((hook - ref).abs().max())
+        if gap > AGREE_TOL * (1 + float(ref.abs().max())):
+            raise CheckError(f"the hook patching path and Captum disagree at {layer} by {gap:.2e} "
+                             "on the same patch; probekit cannot trust its interventions on "
+                             f"this model ({self.adapter.identity.id}) — please report it")
+        return {"layer": layer, "pairs": len(rows), "max_abs_diff": gap}
+
+    # steering -------------------------------------------------------------------------------
+
+    def _steer(self, pb: PairBatch, clean: dict[str, Any],
+               cells: list[tuple[str, str, str]]) -> dict[tuple, dict[str, np.ndarray]]:
+        """Add the probe direction of the source value at the read positions from the
+        intervened step on, at l and every later layer, for each strength; and a random
+        direction of the same size (the control)."""
+        labels = clean["labels"]
+        mask = pb.positions("read", labels.position)
+        variables = [list(state_variables(p, b, s)) for p, b, s in
+                     zip(pb.pairs, pb.bases, pb.sources)]
+        layers = sorted({c[0] for c in cells if c[0] != self.order[0]}, key=self.order.index)
+        out = {}
+        n = len(pb)
+        g = torch.Generator().manual_seed(self.probe.seed + 17)
+        for layer in layers:
+            edit_layers = self.edit_layers(layer, "onward")
+            dirs, scale = {}, {}
+            ok = clean["scored"] & mask.any(1)
+            for el in edit_layers:
+                h = clean["acts"]["base"][el].cpu()
+                d = torch.zeros(n, h.shape[-1])
+                for i in range(n):
+                    v = self.probes.direction(el, variables[i], pb.bases[i], pb.sources[i]) \
+                        if ok[i] else None
+                    if v is None:
+                        ok[i] = False
+                    else:
+                        d[i] = v
+                dirs[el] = d
+                scale[el] = float(h[mask].norm(dim=-1).mean()) if mask.any() else 1.0
+            rows = ok.nonzero().flatten()
+            if len(rows) == 0:
+                continue
+            p = index_lists(mask[rows])
+            width = dirs[edit_layers[0]].shape[-1]
+            rand = torch.randn(len(rows), width, generator=g)
+            rand = rand / rand.norm(dim=-1, keepdim=True)
+            for strength in self.probe.strengths:
+                for kind in ("probe", "random"):
+                    adds = {el: Add(p, strength * scale[el] * (
+                        dirs[el][rows] if kind == "probe" else rand)) for el in edit_layers}
+                    z = self.patch(pb, clean, rows, adds)
+                    pred = np.full(n, -1)
+                    pred[rows.numpy()] = z.argmax(-1).numpy()
+                    out[(layer, float(strength), kind)] = {"pred": pred}
+        return out
 
 
-def _groups(sites: torch.Tensor, length: int) -> torch.Tensor:
-    """[B, T] patch groups: position sites[b, g] is in group g (-1 elsewhere)."""
-    groups = torch.full((len(sites), length), -1, dtype=torch.long)
-    b, g = (sites >= 0).nonzero(as_tuple=True)
-    groups[b, sites[b, g]] = g
-    return groups
+def _concat(batches: list) -> Any:
+    from probekit.adapters.base import Batch
 
+    return Batch({k: torch.cat([b.inputs[k] for b in batches]) for k in batches[0].inputs},
+                 torch.cat([b.positions for b in batches]),
+                 torch.cat([b.query_positions for b in batches]),
+                 torch.cat([b.answer_ids for b in batches]))
 
-def _pad(x: torch.Tensor, n: int) -> torch.Tensor:
-    """[R, G, K] → [R, n, K]: columns for sites no run of the batch has (masked by `valid`)."""
-    if x.shape[1] >= n:
-        return x[:, :n]
-    return torch.cat([x, x[:, :1].expand(-1, n - x.shape[1], -1)], 1)

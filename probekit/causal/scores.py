@@ -1,106 +1,90 @@
-"""Scores of interchange interventions: IIA, normalised effect, steering, attribution share.
+"""Scores of interchange interventions on one cell (layer × positions × scope × featurizer).
 
-IIA is the share of pairs whose patched readout takes the counterfactual class, with a
-bootstrap 95% interval over pairs. The effect is Σ(patched − base) / Σ(source − base) of the
-margin logit[counterfactual] − logit[base]: the share of the source run's change that the patch
-carries (1: all of it, 0: none), a ratio of sums so that pairs with tiny margins cannot blow it
-up. The baseline patches an unrelated episode's activations into the same sites.
+On the pairs scored (the model answers both base and source right, the cell's positions exist):
+- IIA: the share whose patched readout takes the counterfactual class, with an exact binomial
+  (Clopper–Pearson) 95% interval — never a bootstrap that collapses to [0, 0] at IIA 0;
+- baseline: the same patch from an unrelated episode: the share landing on the counterfactual
+  class by chance;
+- placebo: patching from a source that changes only what the readout does not depend on: the
+  share whose readout leaves the base answer (a specific site stays near 0);
+- gain: (IIA − baseline) / (source accuracy − baseline), the share of the headroom above the
+  baseline the patch reaches, with a paired bootstrap interval over pairs (IIA and baseline
+  resampled together).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 N_BOOT = 1000
 
 
-@dataclass
-class Outcomes:
-    """Readout logits of one readout over layers × pairs × sites, and what they are judged by.
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval of k successes in n trials."""
+    from scipy.stats import beta
 
-    `valid` [L, N, G] marks the cells that are scored (site present, labels readable, the patch
-    not simply the readout's own input). Steering ([L, N, K] logits after an edit, `edited`
-    where the probe decodes the edited state) and attribution ([L, N, G] share numerators and
-    [L, N] totals) are optional.
-    """
-
-    readout: str
-    layers: list[str]
-    sites: list[str]
-    base: np.ndarray  # [N, K] clean base run
-    source: np.ndarray  # [N, K] clean source run
-    base_class: np.ndarray  # [N]
-    cf_class: np.ndarray  # [N]
-    patched: np.ndarray  # [L, N, G, K]
-    unrelated: np.ndarray  # [L, N, G, K]
-    valid: np.ndarray  # [L, N, G] bool
-    steered: np.ndarray | None = None  # [L, N, K]
-    edited: np.ndarray | None = None  # [L, N] bool
-    attribution: np.ndarray | None = None  # [L, N, G]
-    attribution_total: np.ndarray | None = None  # [L, N]
-
-    def margin(self, logits: np.ndarray) -> np.ndarray:
-        """logit[counterfactual] − logit[base] of logits [N, ..., K] (pairs first)."""
-        def pick(classes: np.ndarray) -> np.ndarray:
-            index = classes.reshape((-1,) + (1,) * (logits.ndim - 1))
-            index = np.broadcast_to(index, logits.shape[:-1] + (1,))
-            return np.take_along_axis(logits, index, -1)[..., 0]
-
-        return pick(self.cf_class) - pick(self.base_class)
-
-
-def iia(logits: np.ndarray, cf_class: np.ndarray) -> float:
-    """Share of rows of `logits` [n, K] whose argmax is the counterfactual class."""
-    return float(np.mean(logits.argmax(-1) == cf_class)) if len(cf_class) else float("nan")
-
-
-def bootstrap_ci(hits: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean of `hits`, resampling pairs."""
-    n = len(hits)
     if n == 0:
         return float("nan"), float("nan")
+    a = 1 - level
+    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    return lo, hi
+
+
+def gain(hit: np.ndarray, base_hit: np.ndarray, has_base: np.ndarray,
+         ceiling: np.ndarray) -> float | None:
+    """(mean hit − mean baseline hit) / (mean ceiling − mean baseline hit) over one set of
+    pairs (baseline over those with an unrelated partner); None where undefined."""
+    if not has_base.any() or not len(hit):
+        return None
+    b = float(base_hit[has_base].mean())
+    top = float(ceiling.mean())
+    if top - b <= 1e-12:
+        return None
+    return (float(hit.mean()) - b) / (top - b)
+
+
+def _weights(n: int, seed: int, n_boot: int) -> np.ndarray:
+    """[n_boot, n] resampling counts (pairs drawn with replacement)."""
     rng = np.random.default_rng(seed)
-    W = rng.multinomial(n, np.full(n, 1 / n), size=n_boot)
-    lo, hi = np.percentile(W @ hits.astype(np.float64) / n, [2.5, 97.5])
+    return rng.multinomial(n, np.full(n, 1 / n), size=n_boot).astype(np.float64)
+
+
+def _gains(W: np.ndarray, hit: np.ndarray, base_hit: np.ndarray, has_base: np.ndarray,
+           ceiling: np.ndarray) -> np.ndarray:
+    """`gain` of every resample (rows of W); NaN where undefined."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = W.sum(1)
+        b = (W @ (base_hit * has_base)) / (W @ has_base.astype(float))
+        top = W @ ceiling / n
+        g = (W @ hit / n - b) / (top - b)
+        return np.where(top - b > 1e-12, g, np.nan)
+
+
+def _interval(values: np.ndarray) -> tuple[float, float] | None:
+    ok = values[np.isfinite(values)]
+    if len(ok) < len(values) // 2:
+        return None
+    lo, hi = np.percentile(ok, [2.5, 97.5])
     return float(lo), float(hi)
 
 
-def ratio(num: np.ndarray, den: np.ndarray) -> float | None:
-    """Σnum / Σden, or None when the denominator is (numerically) zero."""
-    d = float(np.sum(den))
-    if len(den) == 0 or abs(d) <= 1e-6 * len(den):
+def paired_gain_interval(hit: np.ndarray, base_hit: np.ndarray, has_base: np.ndarray,
+                         ceiling: np.ndarray, seed: int = 0, n_boot: int = N_BOOT
+                         ) -> tuple[float, float] | None:
+    """Paired bootstrap interval of `gain`: IIA, baseline and ceiling resampled together;
+    None when fewer than half the resamples define it."""
+    if len(hit) == 0:
         return None
-    return float(np.sum(num) / d)
+    W = _weights(len(hit), seed, n_boot)
+    return _interval(_gains(W, hit, base_hit, has_base, ceiling))
 
 
-def layer_rows(o: Outcomes, seed: int = 0) -> list[dict[str, Any]]:
-    """One row per layer × site with at least one scored pair: the per-layer causal table."""
-    out = []
-    m_base, m_source = o.margin(o.base), o.margin(o.source)
-    for i, layer in enumerate(o.layers):
-        m_patched = o.margin(o.patched[i])  # [N, G]
-        for g, site in enumerate(o.sites):
-            keep = o.valid[i, :, g]
-            if not keep.any():
-                continue
-            hits = o.patched[i, keep, g].argmax(-1) == o.cf_class[keep]
-            lo, hi = bootstrap_ci(hits, seed=seed)
-            row = {
-                "layer": layer, "position": site, "readout": o.readout, "pairs": int(keep.sum()),
-                "iia": float(hits.mean()), "ci95": [lo, hi],
-                "effect": ratio(m_patched[keep, g] - m_base[keep], m_source[keep] - m_base[keep]),
-                "baseline_iia": iia(o.unrelated[i, keep, g], o.cf_class[keep]),
-                "steering": None, "attribution": None,
-            }
-            if o.steered is not None and g == 0:
-                ok = keep & o.edited[i]
-                row["steering"] = iia(o.steered[i, ok], o.cf_class[ok]) if ok.any() else None
-            if o.attribution is not None:  # only the attributed subsample is finite
-                done = keep & np.isfinite(o.attribution_total[i])
-                row["attribution"] = ratio(o.attribution[i, done, g],
-                                           o.attribution_total[i, done]) if done.any() else None
-            out.append(row)
-    return out
+def paired_difference_interval(a: tuple, b: tuple, seed: int = 0, n_boot: int = N_BOOT
+                               ) -> tuple[float, float] | None:
+    """Paired bootstrap interval of gain(a) − gain(b), two featurizers on the same pairs (each
+    a tuple hit, base_hit, has_base, ceiling)."""
+    if len(a[0]) == 0:
+        return None
+    W = _weights(len(a[0]), seed, n_boot)
+    return _interval(_gains(W, *a) - _gains(W, *b))

@@ -1,21 +1,12 @@
-"""The `probekit.result/1` JSON Schema (result-1.json) and the checks a schema cannot express.
+"""Result JSON Schemas (`probekit.result/2`, result-2.json; the superseded /1, result-1.json)
+and the checks a schema cannot express (`v2.check`, `v1.check`).
 
 `validate` checks one result on its own: structure, finite numbers, the run identity (recomputed,
-never trusted), per-layer rows against the summary, and a store path that stays inside the store.
-`check_task` compares its task with the locally registered one.
+never trusted), rows against the summary (through `probekit.record`, the one place that
+computes summary scores), and a store path that stays inside the store. `check_task` compares
+its task with the locally registered one. /1 results still validate (by /1's rules) so that old
+stores load; they are shown as superseded and never ranked beside /2.
 
-Consistency rule (tolerance `TOLERANCE`, absolute). Let norm(x) = (x - chance) / (1 - chance) per
-`per_layer` row, and mean_L(col) the mean over targets of norm(col) at layer L. Then:
-- `per_layer` is a full grid: each (layer, target) once, every layer with the same targets;
-- `decodability.layer` is one of the layers, `value` = mean_layer(test),
-  `control` = mean_layer(control), `selectivity` = value - control;
-- `random_init` is null exactly when every row's `random_init` is null; otherwise it equals
-  mean_L(random_init) at some layer L (the twin chooses its own layer on val, not recorded);
-- every `ci95` has lo <= hi;
-- `causality`, when given, sits at the decodability layer and is one of its own
-  `per_layer_causal` rows (position `step`: iia, ci95, pairs, baseline_iia);
-- `world_model_score` and `verdict` are what `probekit.causal.verdict` computes from
-  decodability and causality (a null baseline_iia counts as 0), and null without causality.
 """
 
 from __future__ import annotations
@@ -29,23 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from probekit.errors import ResultError, UnknownNameError
-from probekit.results import SCHEMA, relative_path, run_id
+from probekit.record import SCHEMA, SCHEMAS, run_id
+from probekit.results import relative_path
 
-SCHEMA_FILE = Path(__file__).with_name("result-1.json")
-TOLERANCE = 1e-6
-
-
-@functools.cache
-def schema() -> dict[str, Any]:
-    """The JSON Schema of `probekit.result/1`, as shipped in the package."""
-    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+FILES = {"probekit.result/1": "result-1.json", SCHEMA: "result-2.json"}
 
 
 @functools.cache
-def _validator():
+def schema(version: str = SCHEMA) -> dict[str, Any]:
+    """The JSON Schema of a result version, as shipped in the package."""
+    return json.loads(Path(__file__).with_name(FILES[version]).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _validator(version: str):
     import jsonschema
 
-    return jsonschema.Draft202012Validator(schema())
+    return jsonschema.Draft202012Validator(schema(version))
 
 
 def _reject_constant(name: str) -> float:
@@ -76,18 +67,20 @@ def validate(result: Any, where: str = "result") -> dict[str, Any]:
     if not isinstance(result, dict):
         raise ResultError(f"{where}: expected a JSON object, got {type(result).__name__}")
     version = result.get("schema")
-    if version != SCHEMA:
+    if version not in SCHEMAS:
         raise ResultError(f"{where}: schema {version!r} is not supported; this probekit reads "
-                          f"{SCHEMA!r}")
+                          f"{', '.join(map(repr, SCHEMAS))}")
     _check_finite(result, where, "")
-    error = _first_schema_error(result)
+    error = _first_schema_error(result, version)
     if error is not None:
         raise ResultError(f"{where}: {error}")
     expected = run_id(result)
     if result["run_id"] != expected:
         raise ResultError(f"{where}: run_id {result['run_id']!r} does not match its content "
                           f"({expected!r}): the file was edited after the run")
-    _check_consistency(result, where)
+    from probekit.schema import v1, v2
+
+    (v2 if version == SCHEMA else v1).check(result, where)
     try:
         relative_path(result)
     except ResultError as e:
@@ -142,110 +135,12 @@ def _check_finite(obj: Any, where: str, at: str) -> None:
             _check_finite(v, where, f"{at}[{i}]")
 
 
-def _first_schema_error(result: dict[str, Any]) -> str | None:
+def _first_schema_error(result: dict[str, Any], version: str) -> str | None:
     import jsonschema
 
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(result))
+    error = jsonschema.exceptions.best_match(_validator(version).iter_errors(result))
     if error is None:
         return None
     at = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
     message = error.message if len(error.message) <= 160 else error.message[:157] + "..."
     return f"{at.lstrip('.') or 'top level'}: {message}"
-
-
-def _layer_means(rows: list[dict[str, Any]], column: str) -> dict[str, float]:
-    """Mean over targets of the normalised `column`, per layer (rows must be non-null there)."""
-    sums: dict[str, list[float]] = {}
-    for row in rows:
-        norm = (row[column] - row["chance"]) / (1 - row["chance"])
-        sums.setdefault(row["layer"], []).append(norm)
-    return {layer: math.fsum(v) / len(v) for layer, v in sums.items()}
-
-
-def _check_consistency(result: dict[str, Any], where: str) -> None:
-    rows = result["per_layer"]
-    grid: dict[str, set[str]] = {}
-    for row in rows:
-        targets = grid.setdefault(row["layer"], set())
-        if row["target"] in targets:
-            raise ResultError(f"{where}: per_layer has two rows for layer {row['layer']!r}, "
-                              f"target {row['target']!r}")
-        targets.add(row["target"])
-    first = next(iter(grid.values()))
-    for layer, targets in grid.items():
-        if targets != first:
-            odd = sorted(targets ^ first)[0]
-            raise ResultError(f"{where}: per_layer is not a full layer x target grid: target "
-                              f"{odd!r} is in some layers but not in layer {layer!r}")
-
-    scores = result["scores"]
-    d = scores["decodability"]
-    if d["layer"] not in grid:
-        raise ResultError(f"{where}: decodability.layer {d['layer']!r} has no per_layer rows; "
-                          f"layers: {', '.join(grid)}")
-    means = {"value": _layer_means(rows, "test"), "control": _layer_means(rows, "control")}
-    for key, per_layer in means.items():
-        want = per_layer[d["layer"]]
-        if abs(d[key] - want) > TOLERANCE:
-            raise ResultError(f"{where}: decodability.{key} is {d[key]!r} but per_layer gives "
-                              f"{want!r} at layer {d['layer']!r} (normalised (x - chance) / "
-                              "(1 - chance), mean over targets)")
-    if abs(d["selectivity"] - (d["value"] - d["control"])) > TOLERANCE:
-        raise ResultError(f"{where}: decodability.selectivity is {d['selectivity']!r} but value - "
-                          f"control is {d['value'] - d['control']!r}")
-    twins = [row["random_init"] for row in rows]
-    if all(t is None for t in twins):
-        if d["random_init"] is not None:
-            raise ResultError(f"{where}: decodability.random_init is set but no per_layer row "
-                              "has a random_init score")
-    elif any(t is None for t in twins) or d["random_init"] is None:
-        raise ResultError(f"{where}: random_init must be given in every per_layer row and in "
-                          "decodability, or in none")
-    elif all(abs(d["random_init"] - m) > TOLERANCE
-             for m in _layer_means(rows, "random_init").values()):
-        raise ResultError(f"{where}: decodability.random_init {d['random_init']!r} is not the "
-                          "normalised mean random_init of any layer in per_layer")
-
-    causality = scores.get("causality")
-    for name, block in (("decodability", d), ("causality", causality)):
-        if block is not None and block["ci95"][0] > block["ci95"][1]:
-            raise ResultError(f"{where}: {name}.ci95 {block['ci95']} has lo > hi")
-    if causality is None:
-        for key in ("verdict", "world_model_score"):
-            if scores.get(key) is not None:
-                raise ResultError(f"{where}: {key} {scores[key]!r} needs a causality block; "
-                                  "write null without causal probes")
-        return
-    _check_causality(result, causality, where)
-
-
-def _close(a: float | None, b: float | None) -> bool:
-    return (a is None) == (b is None) and (a is None or abs(a - b) <= TOLERANCE)
-
-
-def _check_causality(result: dict[str, Any], c: dict[str, Any], where: str) -> None:
-    """The causality block against its own rows, and the headline scores computed from it."""
-    from probekit.causal.verdict import verdict, world_model_score
-
-    d, scores = result["scores"]["decodability"], result["scores"]
-    if c["layer"] != d["layer"]:
-        raise ResultError(f"{where}: causality.layer {c['layer']!r} must be the decodability "
-                          f"layer {d['layer']!r}")
-    rows = result.get("per_layer_causal")
-    if not rows:
-        raise ResultError(f"{where}: scores.causality needs its per_layer_causal rows")
-    if not any(r["layer"] == c["layer"] and r["position"] == "step" and r["pairs"] == c["pairs"]
-               and all(_close(r[k], c[k]) for k in ("iia", "baseline_iia"))
-               and all(_close(x, y) for x, y in zip(r["ci95"], c["ci95"])) for r in rows):
-        raise ResultError(f"{where}: causality (iia {c['iia']!r} on {c['pairs']} pairs at "
-                          f"{c['layer']!r}) is not one of its per_layer_causal rows at position "
-                          "'step'")
-    baseline = c["baseline_iia"] or 0.0
-    score = world_model_score(d["value"], d["random_init"], c["iia"], baseline)
-    if not _close(scores.get("world_model_score"), score):
-        raise ResultError(f"{where}: world_model_score is {scores.get('world_model_score')!r} but "
-                          f"decodability and causality give {score!r} (probekit.causal.verdict)")
-    judged = verdict(d["value"], d["random_init"], c["iia"], c["ci95"], baseline)
-    if scores.get("verdict") != judged:
-        raise ResultError(f"{where}: verdict is {scores.get('verdict')!r} but decodability and "
-                          f"causality give {judged!r} (probekit.causal.verdict)")
