@@ -26,6 +26,7 @@ from safetensors.numpy import load_file, save_file
 
 from probekit import distributed
 from probekit.adapters.base import Adapter
+from probekit.adapters.hooks import Site, intercept
 from probekit.errors import DataError, StorageError, UnknownNameError, UserError
 from probekit.io import atomic_path, write_json
 from probekit.tasks import Task, cache_root
@@ -232,58 +233,42 @@ def _autocast(device: torch.device, autocast: str | None) -> Iterator[None]:
         yield
 
 
-class _Stop(Exception):
-    """Raised by the last hooked layer to run: the rest of the forward is not needed."""
-
-
 class _Hooks:
-    """Forward hooks that keep only the step positions of each hooked layer's output.
+    """Keeps only the step positions of each hooked layer's output (through the adapters' one
+    capture path, `probekit.adapters.hooks.intercept`).
 
-    `learn` runs one full forward and counts the hooked layers' calls; when each ran once,
-    forwards stop right after the last of them (a model's head is often its costliest part;
-    a layer that runs twice keeps its last output)."""
+    `learn` runs one full forward and records the order the hooked layers ran in; when each
+    ran once, later forwards stop right after the last of them (a model's head is often its
+    costliest part; a layer that runs twice keeps its last output and nothing stops early)."""
 
     def __init__(self, adapter: Adapter, layers: list[str]):
         self.adapter, self.layers = adapter, layers
-        self.positions: torch.Tensor | None = None
         self.out: dict[str, torch.Tensor] = {}
-        self.calls: dict[str, int] = {}
-        self.stop_early = False
-        self._handles: list[Any] = []
+        self.stop_after: str | None = None
 
     def __enter__(self) -> "_Hooks":
-        for layer in self.layers:
-            self._handles.append(self.adapter.module(layer).register_forward_hook(
-                self._hook(layer)))
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
+        return None
 
     def learn(self, batch: Any) -> None:
         """A full forward over `batch` (one episode is enough) to see whether forwards may stop
         early."""
-        self.stop_early = False
-        self.run(batch)
-        self.stop_early = all(c == 1 for c in self.calls.values())
+        fired: list[str] = []
+        self.stop_after = None
+        self.run(batch, fired)
+        once = all(fired.count(layer) == 1 for layer in self.layers)
+        self.stop_after = fired[-1] if once and fired else None
 
-    def run(self, batch: Any) -> None:
-        """One forward over `batch`, filling `out`."""
-        self.positions = batch.positions
-        self.calls = dict.fromkeys(self.layers, 0)
-        try:
+    def run(self, batch: Any, fired: list[str] | None = None) -> None:
+        """One forward over `batch`, filling `out` with [B, S, D] latents per layer."""
+        sites = [Site(layer, batch.positions) for layer in self.layers]
+        with intercept(self.adapter, capture=sites, stop_after=self.stop_after,
+                       fired=fired) as caught:
             self.adapter.forward(batch)
-        except _Stop:
-            pass
-
-    def _hook(self, layer: str):
-        def hook(module, args, output):
-            hidden = output[0] if isinstance(output, (tuple, list)) else output
-            rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
-            self.out[layer] = hidden[rows, self.positions].detach()
-            self.calls[layer] += 1
-            if self.stop_early and all(self.calls.values()):
-                raise _Stop
-
-        return hook
+        missing = [layer for layer in self.layers if layer not in caught]
+        if missing:
+            raise DataError(f"layer {missing[0]} of {self.adapter.identity.id} did not run in "
+                            "a forward pass; choose layers the model's forward uses")
+        self.out = {layer: t.detach() for layer, t in caught.items()}

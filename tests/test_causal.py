@@ -221,3 +221,23 @@ def test_shipped_quickstart_ceiling_and_headline():
     assert head is not None and head["positions"] in ("read", "last")
     assert head["layer"] not in ("embed", adapter.head_layer)
     assert np.isfinite(head["gain"])
+
+
+def test_next_step_legality_is_the_readout_without_a_question(tmp_path):
+    """Othello episodes end without a question: the readout is the model's next-move
+    distribution, legal-only-in-base against legal-only-in-source squares (Li et al.)."""
+    from tests.conftest import save_tiny_gpt2
+
+    from probekit.worlds.othello import Othello
+
+    task = load_task("othello-4")
+    folder = save_tiny_gpt2(tmp_path / "gpt2-othello", Othello(size=4, length=12).vocabulary())
+    adapter = load_model(str(folder), device="cpu")
+    result = ceiling_run(adapter, task, filter_correct=False, max_pairs=24)
+    assert result.readout["readout"] == "legal" and result.readout["classes"] == 2
+    o = result.test
+    assert set(np.unique(o.cf_class[o.readable])) == {1}
+    assert set(np.unique(o.base_class[o.readable])) == {0}
+    assert int((~o.readable).sum()) == o.why_dropped().get("unreadable", 0)
+    c = result.ceiling()
+    assert c["pairs"] >= 8 and c["max_abs_diff"] < 1e-3

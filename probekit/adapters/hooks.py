@@ -68,13 +68,15 @@ def _replace(output: Any, new: torch.Tensor) -> Any:
 
 @contextmanager
 def intercept(adapter: Adapter, *, capture: Sequence[Site] = (),
-              edit: Mapping[str, Edit] | None = None,
-              stop_after: str | None = None) -> Iterator[dict[str, torch.Tensor]]:
+              edit: Mapping[str, Edit] | None = None, stop_after: str | None = None,
+              fired: list[str] | None = None) -> Iterator[dict[str, torch.Tensor]]:
     """Hooks for the duration of the block: the yielded dict fills with each captured site's
-    output ([B, T, D], or [B, P, D] gathered at its positions) as the forward runs; `edit[layer]`
-    replaces that layer's output by a function of it (applied before capturing it); the forward
-    ends (a `Stop` raised inside the model and caught here) right after `stop_after` has run.
-    Modules are looked up on entry; every hook is removed on exit."""
+    output ([B, T, D], or [B, P, D] gathered at its positions; a layer that runs twice keeps
+    its last output) as the forward runs; `edit[layer]` replaces that layer's output by a
+    function of it (applied before capturing it); the forward ends (a `Stop` raised inside the
+    model and caught here) right after `stop_after` has run; `fired`, when given, gets each
+    hooked layer's name every time it runs. Modules are looked up on entry; every hook is
+    removed on exit."""
     edit = dict(edit or {})
     caught: dict[str, torch.Tensor] = {}
     sites = {s.layer: s for s in capture}
@@ -82,6 +84,8 @@ def intercept(adapter: Adapter, *, capture: Sequence[Site] = (),
 
     def hook(layer: str):
         def run(module: nn.Module, args: Any, output: Any) -> Any:
+            if fired is not None:
+                fired.append(layer)
             h = layer_output(output, layer, strict=layer in edit)
             changed = None
             if layer in edit:

@@ -44,12 +44,13 @@ class Swap:
     basis: torch.Tensor | None = None  # [R, D, k] or [D, k]
     full: torch.Tensor | None = None  # [R] bool: runs that swap the whole vector
 
-    def part(self, idx: torch.Tensor, start: int = 0) -> Swap:
-        """The runs `idx`, positions counted from `start` (for a run on a slice)."""
+    def part(self, idx: torch.Tensor, start: int = 0, stop: int | None = None) -> Swap:
+        """The runs `idx` on the slice of positions [start, stop) (positions outside it are
+        dropped: in a causal model they cannot reach what the slice reads)."""
         basis = self.basis
         if basis is not None and basis.ndim == 3:
             basis = basis[idx]
-        return Swap(_shifted(self.pos[idx], start), self.values[idx], basis,
+        return Swap(_shifted(self.pos[idx], start, stop), self.values[idx], basis,
                     None if self.full is None else self.full[idx])
 
     def edit(self) -> Edit:
@@ -83,8 +84,8 @@ class Add:
     pos: torch.Tensor
     vectors: torch.Tensor
 
-    def part(self, idx: torch.Tensor, start: int = 0) -> Add:
-        return Add(_shifted(self.pos[idx], start), self.vectors[idx])
+    def part(self, idx: torch.Tensor, start: int = 0, stop: int | None = None) -> Add:
+        return Add(_shifted(self.pos[idx], start, stop), self.vectors[idx])
 
     def edit(self) -> Edit:
         pos, vectors = self.pos, self.vectors
@@ -101,8 +102,10 @@ class Add:
         return run
 
 
-def _shifted(pos: torch.Tensor, start: int) -> torch.Tensor:
-    return torch.where(pos >= 0, pos - start, pos) if start else pos
+def _shifted(pos: torch.Tensor, start: int, stop: int | None = None) -> torch.Tensor:
+    """Positions relative to `start`; -1 for none and for those at or after `stop`."""
+    keep = (pos >= start) & (pos < stop if stop is not None else True)
+    return torch.where(keep, pos - start, -1)
 
 
 def gather_values(acts: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

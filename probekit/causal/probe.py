@@ -68,7 +68,7 @@ class CausalProbe:
                  featurizers: Sequence[str] = ("full", "probe", "random"),
                  positions: Sequence[str] = POSITIONS, scopes: Sequence[str] = SCOPES,
                  split: str = "test", selection_split: str = "val", max_pairs: int = 200,
-                 batch_size: int = 32, max_runs: int = 512, filter_correct: bool = True,
+                 batch_size: int = 32, max_runs: int = 128, filter_correct: bool = True,
                  steering: bool = True, strengths: Sequence[float] = (0.5, 1, 2, 4, 8),
                  attribution: bool = True, attribution_pairs: int = 16,
                  completeness: float = 0.01, das_ranks: Sequence[int] = (1, 2, 4, 8),

@@ -1,6 +1,6 @@
-"""The spectrum figure: decodability, selectivity and causality (IIA) against a, per task.
+"""The spectrum figure: decodability (late), selectivity and causality (gain) against a, per task.
 
-Reads `probekit.result/1` files of spectrum models (any results folder: `probekit eval --out`),
+Reads `probekit.result/2` files of spectrum models (any results folder: `probekit eval --out`),
 averages seeds at each (task, a) with a 95% t-interval over seeds — or, for a single seed, the
 result's own bootstrap interval — and writes a PNG and the table (CSV and Markdown).
 """
@@ -16,11 +16,13 @@ import polars as pl
 
 from probekit.errors import ResultError
 from probekit.io import atomic_path, write_text
-from probekit.results import SCHEMA
+from probekit.record import SCHEMA
 
-SCORES = ("decodability", "selectivity", "iia")
-TITLES = {"decodability": "decodability (probe, chance 0)",
-          "selectivity": "selectivity (probe − control)", "iia": "causality (IIA)"}
+SCORES = ("decodability", "selectivity", "causal_gain")
+TITLES = {"decodability": "decodability, late steps (chance 0)",
+          "selectivity": "selectivity (probe − control)",
+          "causal_gain": "causality: gain of the headline cell"}
+BASELINES = {"decodability": "random_init", "causal_gain": "random_control"}
 
 
 def collect(folder: str | Path) -> pl.DataFrame:
@@ -60,8 +62,9 @@ def _row(r: dict[str, Any], alpha: float) -> dict[str, Any]:
         "layer": d["layer"], "decodability": d["value"], "decodability_lo": lo,
         "decodability_hi": hi, "selectivity": d["selectivity"],
         "selectivity_lo": lo - d["control"], "selectivity_hi": hi - d["control"],
-        "random_init": d["random_init"], "iia": c.get("iia"), "iia_lo": c_lo, "iia_hi": c_hi,
-        "baseline_iia": c.get("baseline_iia"),
+        "random_init": d["random_init"], "causal_gain": c.get("gain"), "causal_gain_lo": c_lo,
+        "causal_gain_hi": c_hi, "random_control": c.get("random_control"),
+        "verdict": r["scores"].get("verdict"),
     }
 
 
@@ -73,7 +76,7 @@ def summarise(rows: pl.DataFrame) -> pl.DataFrame:
                                "seeds": g.height}
         for s in SCORES:
             rec[s], rec[f"{s}_lo"], rec[f"{s}_hi"] = _interval(g, s)
-        for s in ("random_init", "baseline_iia"):
+        for s in ("random_init", "random_control"):
             v = g[s].drop_nulls()
             rec[s] = float(v.mean()) if len(v) else None
         out.append(rec)
@@ -97,7 +100,7 @@ def _interval(g: pl.DataFrame, score: str) -> tuple[float | None, float | None, 
 
 def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
     """Three panels against a: each task's mean with its interval, the seeds as dots, the
-    random-init (decodability) and unrelated-patch (IIA) baselines dashed."""
+    random-init twin (decodability) and the random-subspace control (causal gain) dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,7 +120,7 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
             ax.errorbar(x, y, yerr=err, fmt="-o", color=c, capsize=3, ms=4, label=task)
             dots = seeds.filter(pl.col(s).is_not_null())
             ax.plot(dots["alpha"].to_numpy(), dots[s].to_numpy(), ".", color=c, alpha=0.35)
-            base = {"decodability": "random_init", "iia": "baseline_iia"}.get(s)
+            base = BASELINES.get(s)
             if base and have[base].null_count() < have.height:
                 ax.plot(x, have[base].to_numpy(), "--", color=c, lw=1, alpha=0.7)
     for ax, s in zip(axes, SCORES):
@@ -130,8 +133,8 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
             ax.text(0.98, 0.98, "not scored: " + ", ".join(missing), ha="right", va="top",
                     transform=ax.transAxes, color="grey", fontsize=7)
     axes[0].legend(fontsize=8, title="task (dashed: random init)", title_fontsize=8)
-    axes[2].text(0.02, 0.02, "dashed: unrelated-episode patch", transform=axes[2].transAxes,
-                 fontsize=7, color="grey")
+    axes[2].text(0.02, 0.02, "dashed: random subspace of the same rank",
+                 transform=axes[2].transAxes, fontsize=7, color="grey")
     fig.suptitle("probekit spectrum: scores against a (mean, 95% interval; dots: seeds)",
                  fontsize=10)
     fig.tight_layout()
@@ -149,13 +152,14 @@ def markdown(summary: pl.DataFrame) -> str:
             return "—"
         return f"{r[s]:.3f} [{r[f'{s}_lo']:.3f}, {r[f'{s}_hi']:.3f}]"
 
-    lines = ["| task | a | family | seeds | decodability | random init | selectivity | IIA |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | a | family | seeds | decodability (late) | random init | selectivity | "
+             "causal gain | random control |", "|---|---|---|---|---|---|---|---|---|"]
     for r in summary.iter_rows(named=True):
         rand = "—" if r["random_init"] is None else f"{r['random_init']:.3f}"
+        ctrl = "—" if r["random_control"] is None else f"{r['random_control']:.3f}"
         lines.append(f"| {r['task']} | {r['alpha']:g} | {r['family']} | {r['seeds']} | "
                      f"{cell(r, 'decodability')} | {rand} | {cell(r, 'selectivity')} | "
-                     f"{cell(r, 'iia')} |")
+                     f"{cell(r, 'causal_gain')} | {ctrl} |")
     return "\n".join(lines) + "\n"
 
 
