@@ -178,33 +178,24 @@ def build_text(steps: list[list[str]], vocab: dict[str, int],
                query: list[str] | None = None, answer: str | None = None
                ) -> tuple[str, list[list[int]], list[int], list[int], list[int], str]:
     """Join word lists into text; return text, step spans, world tokens, token step positions
-    (the last token of each step), the query answer's span and the answer word."""
-    words: list[str] = []
+    (the last token of each step), the query answer's span and the answer word. Every step
+    has at least one word; words are joined by single spaces."""
+    parts = [" ".join(step) for step in steps]
     spans: list[list[int]] = []
     token_steps: list[int] = []
-    pos = 0
-
-    def add(word: str) -> tuple[int, int]:
-        nonlocal pos
-        if words:
-            pos += 1
-        start = pos
-        words.append(word)
-        pos += len(word)
-        return start, pos
-
-    for step in steps:
-        start = None
-        for w in step:
-            s, e = add(w)
-            start = s if start is None else start
-        spans.append([start, pos])
-        token_steps.append(len(words) - 1)
+    pos = n = 0
+    for part, step in zip(parts, steps):
+        spans.append([pos, pos + len(part)])
+        pos += len(part) + 1
+        n += len(step)
+        token_steps.append(n - 1)
+    words = [w for step in steps for w in step]
     qspan = [-1, -1]
     if query is not None and answer is not None:
-        for w in query:
-            add(w)
-        qspan = list(add(answer))
-    text = " ".join(words)
+        parts += [*query, answer]
+        words += [*query, answer]
+        end = sum(len(p) + 1 for p in parts) - 1
+        qspan = [end - len(answer), end]
+    text = " ".join(parts)
     tokens = [vocab[w] for w in words]
     return text, spans, tokens, token_steps, qspan, answer or ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,13 @@ OUT = "out"  # the destination word of an operation token that takes an object o
 def op_token(name: str, dst: int | None) -> str:
     """One `ops`-style step: `key>3` (the key goes to box 3) or `key>out` (out of every box)."""
     return f"{name}>{OUT if dst is None else dst}"
+
+
+@functools.lru_cache(maxsize=None)
+def _vocab() -> dict[str, int]:
+    words = (list(WORDS) + [str(i) for i in range(10)] + list(OBJECTS) + list(PARAPHRASE_WORDS)
+             + [op_token(o, d) for o in OBJECTS for d in [*range(10), None]])
+    return {w: i for i, w in enumerate(words)}
 
 
 class Boxes(World):
@@ -79,9 +87,7 @@ class Boxes(World):
 
     def vocabulary(self) -> list[str]:
         """Every style's words, the same for every knob setting (one tokenizer reads all)."""
-        return (list(WORDS) + [str(i) for i in range(10)] + list(OBJECTS)
-                + list(PARAPHRASE_WORDS)
-                + [op_token(o, d) for o in OBJECTS for d in [*range(10), None]])
+        return list(_vocab())
 
     def targets(self) -> list[Target]:
         """Targets name object slots (`location.obj0` is the first object in play), so splits
@@ -150,7 +156,7 @@ class Boxes(World):
         final = int(state[-1, query_obj])
         answer = "nowhere" if final == out else str(final)
         text, spans, tokens, token_steps, qspan, answer = build_text(
-            steps, {w: i for i, w in enumerate(self.vocabulary())},
+            steps, _vocab(),
             query=["where", "is", "the", self.objects[query_obj], "?"], answer=answer)
         labels = {f"location.obj{i}": state[:, i] for i in range(n)}
         for j in range(b):

@@ -16,6 +16,7 @@ from probekit.worlds.base import Counterfactual, Episode, Knob, Target, World, b
 MAX_WIDTH = 128
 MAX_HORIZON = 16
 WORDS = ("0", "1", ".", "cell", "in", "?")
+BITS = ("0", "1")
 
 
 def rule_table(rule: int) -> np.ndarray:
@@ -83,7 +84,7 @@ class Cellular(World):
         """`rows` holds the episode's rows and the `horizon` rows after them."""
         T, k, bins = self.params["steps"], self.params["horizon"], self.params["density_bins"]
         state = rows[:T]
-        steps = [[*("1" if v else "0" for v in row), "."] for row in state.tolist()]
+        steps = [[*map(BITS.__getitem__, row), "."] for row in state.tolist()]
         answer = str(int(rows[T - 1 + k, query_cell]))
         text, spans, tokens, token_steps, qspan, answer = build_text(
             steps, _vocab(), query=["cell", str(query_cell), "in", str(k), "?"], answer=answer)

@@ -81,6 +81,11 @@ def start_board(n: int) -> tuple[int, int]:
     return black, white
 
 
+@functools.lru_cache(maxsize=None)
+def _vocab(n: int) -> dict[str, int]:
+    return {w: i for i, w in enumerate([*geometry(n)[2], "pass"])}
+
+
 def _bits(x: int) -> list[int]:
     out, i = [], 0
     while x:
@@ -124,7 +129,7 @@ class Othello(World):
         return geometry(self.params["size"])[2]
 
     def vocabulary(self) -> list[str]:
-        return [*self.squares, "pass"]
+        return list(_vocab(self.params["size"]))
 
     def targets(self) -> list[Target]:
         sq = self.squares
@@ -195,7 +200,7 @@ class Othello(World):
         mine = np.where(color == 0, 0, np.where(color == after[:, None] + 1, 1, 2))
         steps = [["pass" if m == PASS else sq[m]] for m in moves]
         text, spans, tokens, token_steps, _, _ = build_text(
-            steps, {w: i for i, w in enumerate(self.vocabulary())})
+            steps, _vocab(n))
         obs = np.zeros((T, S + 1), dtype=np.float32)
         obs[np.arange(T), np.array(moves)] = 1  # PASS (-1) is the last column
         labels = {}
