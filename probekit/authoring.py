@@ -61,7 +61,8 @@ def length_knob(world_cls: type[World]) -> tuple[str, int] | None:
 def new_task_spec(name: str, world: str) -> str:
     """The YAML text of a new task on `world`: every knob at its default (range as a comment),
     train/val/test splits plus a longer test_long split when a knob lengthens episodes, every
-    target family, the control task and, if the world makes them, counterfactual pairs."""
+    target family, the control task and, if the world makes them, counterfactual pairs and
+    violation pairs."""
     world_cls = WORLDS.get(world)
     instance = world_cls()
     description = textwrap.fill(f"A task on the {world} world. {world_cls.description}".strip(),
@@ -97,6 +98,12 @@ def new_task_spec(name: str, world: str) -> str:
         lines.append("counterfactual:")
         lines += [f"  {k.name}: {_value(k.default)}{_comment(k)}"
                   for k in world_cls.counterfactual_knobs]
+    if world_cls.violation_knobs:
+        lines.append("violations:  # impossible episodes beside possible ones (prediction axis)")
+        lines += [f"  {k.name}: {_value(k.default)}{_comment(k)}"
+                  for k in world_cls.violation_knobs]
+    elif world_cls.no_violations:
+        lines.append(f"# no violations: {world_cls.no_violations}")
     return "\n".join(lines) + "\n"
 
 

@@ -23,8 +23,9 @@ from probekit.errors import ProbekitError, UserError
 from probekit.io import write_text
 from probekit.tasks import Task, list_tasks, load_task
 from probekit.worlds import WORLDS, Knob, World
+from probekit.worlds.rows import PAIR_COLUMNS, VIOLATION_COLUMNS
 
-CONFIG_FOLDERS = {"episodes": "data", "pairs": "pairs"}
+CONFIG_FOLDERS = {"episodes": "data", "pairs": "pairs", "violations": "violations"}
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
                    (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"))
 EPISODE_COLUMNS = {
@@ -37,14 +38,6 @@ EPISODE_COLUMNS = {
     "surface": "[T] each step's surface form (what the control task keys on)",
     "query_span": "character span of the closing question's answer word ([-1, -1] if none)",
     "query_answer": "the closing question's answer word (empty if none)",
-}
-PAIR_COLUMNS = {
-    "base_index": "row of the base episode in the `episodes` config, same split",
-    "step": "the intervened step",
-    "variable": "the intervened state variable",
-    "readout_target": "the target the readout is scored on",
-    "base_label": "the readout's label in the base world",
-    "counterfactual_label": "the readout's label if the model follows the source world",
 }
 CONTROL_TEXT = {
     "step_text": "step surface form",
@@ -61,7 +54,8 @@ def shard_path(config: str, split: str) -> str:
 
 @dataclass(frozen=True)
 class SplitStats:
-    """Sizes of one split: rows and Arrow bytes of each config, and steps per episode."""
+    """Sizes of one split: rows and Arrow bytes of each config, steps per episode, and how
+    many pairs have a placebo and how many violation pairs break each rule."""
 
     episodes: int
     episode_bytes: int
@@ -71,6 +65,10 @@ class SplitStats:
     steps_max: int
     steps_mean: float
     label_changed: float | None  # share of pairs whose readout label differs from the base's
+    placebos: int | None = None  # pairs with a placebo
+    violations: int | None = None
+    violation_bytes: int | None = None
+    kinds: dict[str, int] | None = None  # violation pairs per kind
 
 
 @dataclass(frozen=True)
@@ -93,6 +91,7 @@ class DataStats:
     state_dim: int
     episode_features: Any  # datasets.Features
     pair_features: Any  # datasets.Features | None
+    violation_features: Any = None  # datasets.Features | None
 
 
 def _flat(column) -> np.ndarray:
@@ -106,22 +105,33 @@ def data_stats(task: Task) -> DataStats:
     import pyarrow.compute as pc
 
     has_pairs = task.spec.counterfactual is not None
+    has_violations = task.spec.violations is not None
     splits = {}
     for split in task.splits:
         ds = task.dataset(split)
         steps = pc.list_value_length(ds.data.column("step_spans")).to_numpy()
         pairs = task.pairs(split) if has_pairs else None
+        violations = task.violations(split) if has_violations else None
         changed = None
         if pairs is not None and len(pairs):
             base = np.asarray(pairs["base_label"], dtype=float)
             cf = np.asarray(pairs["counterfactual_label"], dtype=float)
             changed = float(np.mean(base != cf))
+        kinds = None
+        if violations is not None:
+            names, counts = np.unique(np.asarray(violations["kind"], dtype=str),
+                                      return_counts=True)
+            kinds = {str(k): int(c) for k, c in zip(names, counts)}
         splits[split] = SplitStats(
             episodes=len(ds), episode_bytes=int(ds.data.nbytes),
             pairs=None if pairs is None else len(pairs),
             pair_bytes=None if pairs is None else int(pairs.data.nbytes),
             steps_min=int(steps.min()), steps_max=int(steps.max()),
-            steps_mean=float(steps.mean()), label_changed=changed)
+            steps_mean=float(steps.mean()), label_changed=changed,
+            placebos=None if pairs is None else int(np.sum(pairs["has_placebo"])),
+            violations=None if violations is None else len(violations),
+            violation_bytes=None if violations is None else int(violations.data.nbytes),
+            kinds=kinds)
     train = task.dataset("train")
     targets = {}
     for t in task.targets:
@@ -142,7 +152,8 @@ def data_stats(task: Task) -> DataStats:
         splits=splits, targets=targets, control_types=len(types),
         obs_dim=len(first["obs"][0]), state_dim=len(first["state"][0]),
         episode_features=train.features,
-        pair_features=task.pairs("train").features if has_pairs else None)
+        pair_features=task.pairs("train").features if has_pairs else None,
+        violation_features=task.violations("train").features if has_violations else None)
 
 
 # --- card -----------------------------------------------------------------------------------
@@ -177,7 +188,8 @@ def card_metadata(task: Task, stats: DataStats | None) -> str:
     from huggingface_hub import DatasetCardData
 
     spec = task.spec
-    configs = ["episodes"] + (["pairs"] if spec.counterfactual is not None else [])
+    configs = (["episodes"] + (["pairs"] if spec.counterfactual is not None else [])
+               + (["violations"] if spec.violations is not None else []))
     card = DatasetCardData(
         license=spec.license,
         task_categories=["token-classification"],
@@ -192,15 +204,18 @@ def card_metadata(task: Task, stats: DataStats | None) -> str:
     if stats is not None:
         infos = {}
         for c in configs:
-            episodes = c == "episodes"
-            sizes = {s: (st.episodes, st.episode_bytes) if episodes else (st.pairs, st.pair_bytes)
+            fields = {"episodes": ("episodes", "episode_bytes", stats.episode_features),
+                      "pairs": ("pairs", "pair_bytes", stats.pair_features),
+                      "violations": ("violations", "violation_bytes",
+                                     stats.violation_features)}[c]
+            sizes = {s: (getattr(st, fields[0]), getattr(st, fields[1]))
                      for s, st in stats.splits.items()}
             splits = datasets.SplitDict()
             for s, (n, nbytes) in sizes.items():
                 splits.add(datasets.SplitInfo(s, num_bytes=nbytes, num_examples=n))
             infos[c] = datasets.DatasetInfo(
-                features=stats.episode_features if episodes else stats.pair_features,
-                splits=splits, dataset_size=sum(b for _, b in sizes.values()))
+                features=fields[2], splits=splits,
+                dataset_size=sum(b for _, b in sizes.values()))
         DatasetInfosDict(infos).to_dataset_card_data(card)
     return card.to_yaml()
 
@@ -272,15 +287,28 @@ def render_card(task: Task, stats: DataStats | None, repo: str | None = None) ->
                 "intervention patches the source's latents into the base run at that step; "
                 f"interchange-intervention accuracy is the share of pairs whose readout "
                 f"follows. {how}\n\n" + _table(["setting", "value", "meaning"], rows) + "\n\n")
+        placebo = " ".join((inspect.getdoc(world_cls.placebo) or "").split())
+        text += ("Base and source are aligned: the same steps, the same number of world tokens "
+                 "and of words in every step, so a patch at a token position means the same "
+                 "thing in both. Each pair also carries a *placebo* where the world can make "
+                 "one: a source that changes a variable the readout does not depend on, "
+                 "aligned the same way, whose readout label is the base's (an intervention "
+                 f"that follows it must leave the readout alone). {placebo}\n\n")
         rows = [[f"`{c}`", d] for c, d in PAIR_COLUMNS.items()]
         rows.append(["`source.<column>`", "the source episode, same columns as `episodes`"])
+        rows.append(["`placebo.<column>`", "the placebo episode, same columns as `episodes` "
+                     "(empty without one)"])
         text += _table(["column", "content"], rows) + "\n"
         if stats is not None:
-            rows = [[s, st.pairs, _fmt(st.pairs / st.episodes), _fmt(st.label_changed)]
+            rows = [[s, st.pairs, _fmt(st.pairs / st.episodes), _fmt(st.label_changed),
+                     _fmt(st.placebos / st.pairs if st.pairs else None)]
                     for s, st in stats.splits.items()]
             text += ("\n" + _table(["split", "pairs", "pairs per episode",
-                                    "readout label changed"], rows) + "\n")
+                                    "readout label changed", "pairs with a placebo"], rows)
+                     + "\n")
         out.append(text)
+
+    out.append(_violations_section(task, world_cls, stats))
 
     rows = [[f"`{k.name}`", _value(spec.knobs[k.name]), _value(k.default), _knob_valid(k),
              k.doc] for k in world_cls.knobs]
@@ -306,6 +334,8 @@ def render_card(task: Task, stats: DataStats | None, repo: str | None = None) ->
     data_files = ", ".join(f'"{s}": "DIR/{shard_path("episodes", s)}"' for s in spec.splits)
     pairs_load = (f'pairs = load_dataset("{repo_id}", "pairs", split="test")\n'
                   if spec.counterfactual is not None else "")
+    pairs_load += (f'violations = load_dataset("{repo_id}", "violations", split="test")\n'
+                   if spec.violations is not None else "")
     out.append(
         "## Loading\n\n```python\nfrom datasets import load_dataset\n\n"
         f"# from the Hub, after `probekit data push {spec.name} --repo {repo_id}`\n"
@@ -325,6 +355,48 @@ def render_card(task: Task, stats: DataStats | None, repo: str | None = None) ->
         f"  note  = {{World {spec.world} (code version {world_cls.version}); "
         f"fingerprint {task.fingerprint}}}\n}}\n```\n")
     return "\n".join(out)
+
+
+def _violations_section(task: Task, world_cls: type[World], stats: DataStats | None) -> str:
+    """The card's section on violation pairs (or on why there are none)."""
+    spec = task.spec
+    head = "## Violation pairs\n\n"
+    if spec.violations is None:
+        null = "The prediction axis's violation-of-expectation score is null on this task."
+        if world_cls.no_violations:
+            return head + f"None: in the {spec.world} world {world_cls.no_violations}. {null}\n"
+        if not world_cls.violation_knobs:
+            return head + f"None: the {spec.world} world makes no violation pairs. {null}\n"
+        kinds = next((k.choices for k in world_cls.violation_knobs if k.name == "kinds"), ())
+        made = f" (kinds: {', '.join(f'`{k}`' for k in kinds)})" if kinds else ""
+        return (head + "None: this task declares no `violations` field, though its world makes "
+                f"them{made}. {null}\n")
+    how = " ".join((inspect.getdoc(world_cls.violation) or "").split())
+    knobs = {k.name: k for k in world_cls.violation_knobs}
+    text = (head + "The `violations` config holds one row per base episode that admits one: "
+            "an *impossible* episode, the base with a minimal edit at one step that breaks the "
+            "world's rules, beside a *possible* episode with a legal edit of the same size at "
+            "the same step, so token frequencies and edit sizes are matched. A model that "
+            "expects what the world does is more surprised by the impossible one "
+            "(violation of expectation). Both are aligned with the base like counterfactual "
+            "pairs. The impossible episode's `state` and labels equal the base's before the "
+            "step (look-ahead targets included: they say what the world would do) and are "
+            "undefined from it on (-1 in integer columns, NaN in float ones): the world "
+            f"defines no state after an impossible event. {how}\n\n")
+    rows = [[f"`{name}`", _value(v), knobs[name].doc] for name, v in spec.violations.items()]
+    text += _table(["setting", "value", "meaning"], rows) + "\n\n"
+    rows = [[f"`{c}`", d] for c, d in VIOLATION_COLUMNS.items()]
+    rows.append(["`possible.<column>`", "the possible episode, same columns as `episodes`"])
+    rows.append(["`impossible.<column>`", "the impossible episode, same columns as `episodes`"])
+    text += _table(["column", "content"], rows) + "\n"
+    if stats is not None:
+        kinds = list(spec.violations["kinds"])
+        rows = [[s, st.violations, _fmt(st.violations / st.episodes),
+                 *[(st.kinds or {}).get(k, 0) for k in kinds]]
+                for s, st in stats.splits.items()]
+        text += "\n" + _table(["split", "violation pairs", "per episode",
+                               *[f"`{k}`" for k in kinds]], rows) + "\n"
+    return text
 
 
 def card(task: Task, repo: str | None = None) -> str:
@@ -349,6 +421,10 @@ def _write_export(task: Task, folder: Path, repo: str | None) -> None:
             target = folder / shard_path("pairs", split)
             target.parent.mkdir(parents=True, exist_ok=True)
             task.pairs(split).to_parquet(str(target))
+        if task.spec.violations is not None:
+            target = folder / shard_path("violations", split)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            task.violations(split).to_parquet(str(target))
     (folder / "README.md").write_text(card(task, repo), encoding="utf-8")
 
 

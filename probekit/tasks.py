@@ -26,6 +26,9 @@ from probekit.errors import SpecError, UserError
 from probekit.io import stable_hash
 from probekit.registry import Registry
 from probekit.worlds import WORLDS, Target, World
+from probekit.worlds.base import annotate
+from probekit.worlds.rows import (pair_features, pair_row, violation_features,
+                                  violation_row)
 
 BUILTIN_TASKS = Path(__file__).resolve().parent.parent / "tasks"
 REQUIRED_SPLITS = ("train", "val", "test")
@@ -87,13 +90,15 @@ class TaskSpec:
     counterfactual: dict[str, Any] | None
     description: str
     license: str
+    violations: dict[str, Any] | None = None
 
     @classmethod
     def parse(cls, raw: Any, where: str = "task") -> "TaskSpec":
         _fields(raw, where,
                 {"name": str, "version": int, "world": str, "splits": dict, "targets": list,
                  "description": str, "license": str},
-                {"knobs": dict, "control": dict, "counterfactual": (dict, type(None))})
+                {"knobs": dict, "control": dict, "counterfactual": (dict, type(None)),
+                 "violations": (dict, type(None))})
         name = raw["name"]
         if not name or not all(c.isalnum() or c in "-_" for c in name):
             raise SpecError(f"{where}.name: {name!r} must be letters, digits, '-' or '_'")
@@ -142,8 +147,17 @@ class TaskSpec:
                                 "counterfactual pairs; remove the field")
             cf = world_cls.validate_knobs(cf, f"{where}.counterfactual",
                                           knobs=world_cls.counterfactual_knobs)
+        vio = raw.get("violations")
+        if vio is not None:
+            if not world_cls.violation_knobs:
+                why = f" ({world_cls.no_violations})" if world_cls.no_violations else ""
+                raise SpecError(f"{where}.violations: world {raw['world']!r} makes no violation "
+                                f"pairs{why}; remove the field")
+            vio = world_cls.validate_knobs(vio, f"{where}.violations",
+                                           knobs=world_cls.violation_knobs)
+            vio["kinds"] = tuple(dict.fromkeys(vio["kinds"]))  # each kind once, in order
         spec = cls(name, raw["version"], raw["world"], knobs, splits, tuple(targets), control,
-                   cf, raw["description"].strip(), raw["license"])
+                   cf, raw["description"].strip(), raw["license"], vio)
         spec.concrete_targets()  # validates target names against the world
         return spec
 
@@ -178,6 +192,8 @@ class TaskSpec:
                        for k, s in sorted(self.splits.items())},
             "targets": [[t.name, t.kind, t.chance] for t in self.targets],
             "control": self.control, "counterfactual": self.counterfactual,
+            # Only when declared, so specs without the field keep their canonical form.
+            **({"violations": self.violations} if self.violations is not None else {}),
         }
 
 
@@ -212,43 +228,78 @@ class Task:
         entropy = [int(self.fingerprint, 16), zlib.crc32(split.encode()), s.seed, index]
         return np.random.default_rng(np.random.SeedSequence(entropy))
 
-    def generate(self, split: str, index: int):
-        """Example `index` of `split`: its episode and counterfactual (None without pairs)."""
+    def _stream(self, split: str, index: int, stream: int) -> np.random.Generator:
+        """A generator for one product of an example (1: the placebo, 2: the violation pair),
+        independent of the episode's, so declaring one product never changes another."""
+        s = self.spec.splits[split]
+        entropy = [int(self.fingerprint, 16), zlib.crc32(split.encode()), s.seed, index]
+        return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(stream,)))
+
+    def generate(self, split: str, index: int, *, violation: bool = False):
+        """Example `index` of `split`: its episode and counterfactual (None without pairs),
+        the counterfactual's placebo (`pair.placebo`) and diffs filled in; with `violation`,
+        also its violation pair (None without one) as a third item."""
         self._check_split(split)
         world = self.spec.world_for(split)
         rng = self.example_rng(split, index)
         episode = world.episode(rng)
-        pair = (world.counterfactual(episode, rng, self.spec.counterfactual)
-                if self.spec.counterfactual is not None else None)
-        return episode, pair
+        pair = None
+        if self.spec.counterfactual is not None:
+            pair = world.counterfactual(episode, rng, self.spec.counterfactual)
+            if pair is not None:
+                pair.placebo = world.placebo(episode, pair, self._stream(split, index, 1),
+                                             self.spec.counterfactual)
+                annotate(world.name, episode, pair)
+        if not violation:
+            return episode, pair
+        vio = None
+        if self.spec.violations is not None:
+            vio = world.violation(episode, self._stream(split, index, 2), self.spec.violations)
+            if vio is not None:
+                annotate(world.name, episode, vio)
+        return episode, pair, vio
 
     def cache_dir(self) -> Path:
         return cache_root() / "data" / f"{self.name}-v{self.version}-{self.fingerprint}"
 
     def dataset(self, split: str):
         """The episodes of `split` as a `datasets.Dataset` (generated once, then from cache)."""
-        return self._load(split)[0]
+        return self._load(split, "episodes")
 
     def pairs(self, split: str):
-        """Counterfactual pairs of `split`: `base_index` into `dataset(split)`, the intervened
-        `step` and `variable`, `readout_target`, `base_label`, `counterfactual_label`, and the
-        source episode in columns prefixed `source.`."""
+        """Counterfactual pairs of `split`, one row per base episode that has one: `base_index`
+        into `dataset(split)`, the intervened `step` and `variable`, `readout_target`,
+        `base_label`, `counterfactual_label`, the source episode in columns prefixed
+        `source.`, where base and source differ (`diff_steps`, `diff_tokens`, `changed`) and
+        the placebo (`has_placebo`, `placebo_step`, `placebo_variable`, `placebo_diff_steps`,
+        `placebo_diff_tokens`, `placebo_changed`, the episode in columns prefixed `placebo.`;
+        empty values where `has_placebo` is false). See `probekit.worlds.rows.PAIR_COLUMNS`."""
         if self.spec.counterfactual is None:
             raise UserError(f"task {self.name} has no counterfactual pairs (its spec has no "
                             "'counterfactual' field)")
-        return self._load(split)[1]
+        return self._load(split, "pairs")
 
-    def _load(self, split: str):
+    def violations(self, split: str):
+        """Violation pairs of `split`, one row per base episode that has one: `base_index`,
+        the edited `step`, the broken rule (`kind`), the edited `variable`, the `possible.`
+        and `impossible.` episodes and their diffs against the base. See
+        `probekit.worlds.rows.VIOLATION_COLUMNS`."""
+        if self.spec.violations is None:
+            world = WORLDS.get(self.spec.world)
+            why = f": {world.no_violations}" if world.no_violations else ""
+            raise UserError(f"task {self.name} has no violation pairs (its spec has no "
+                            f"'violations' field{why})")
+        return self._load(split, "violations")
+
+    def _load(self, split: str, table: str):
+        """One table of `split` (`episodes`, `pairs` or `violations`), built on first use."""
         import datasets
 
         self._check_split(split)
         folder = self.cache_dir() / split
         if not (folder / "episodes").exists():
             self._build(split, folder)
-        episodes = datasets.load_from_disk(str(folder / "episodes"))
-        pairs = (datasets.load_from_disk(str(folder / "pairs"))
-                 if (folder / "pairs").exists() else None)
-        return episodes, pairs
+        return datasets.load_from_disk(str(folder / table))
 
     def _build(self, split: str, folder: Path) -> None:
         import datasets
@@ -256,24 +307,29 @@ class Task:
 
         datasets.disable_progress_bars()  # our own bar below says what is being generated
         size = self.spec.splits[split].size
-        rows, pair_rows = [], []
+        rows, pair_rows, violation_rows = [], [], []
         for i in tqdm(range(size), desc=f"{self.name}/{split}", disable=size < 2000,
                       leave=False):
-            episode, pair = self.generate(split, i)
+            episode, pair, vio = self.generate(split, i, violation=True)
             rows.append(episode.row())
             if pair is not None:
-                pr = {"base_index": i, "step": pair.step, "variable": pair.variable,
-                      "readout_target": pair.readout_target,
-                      "base_label": pair.base_label,
-                      "counterfactual_label": pair.counterfactual_label}
-                pr.update({f"source.{k}": v for k, v in pair.source.row().items()})
-                pair_rows.append(pr)
+                pair_rows.append(pair_row(i, pair))
+            if vio is not None:
+                violation_rows.append(violation_row(i, vio))
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{split}.", dir=folder.parent))
         try:
-            datasets.Dataset.from_list(rows).save_to_disk(str(tmp / "episodes"))
+            episodes = datasets.Dataset.from_list(rows)
+            episodes.save_to_disk(str(tmp / "episodes"))
             if self.spec.counterfactual is not None:
-                datasets.Dataset.from_list(pair_rows).save_to_disk(str(tmp / "pairs"))
+                regress = any(isinstance(r["base_label"], float) for r in pair_rows)
+                features = pair_features(episodes.features, "float64" if regress else "int64")
+                datasets.Dataset.from_list(pair_rows, features=features).save_to_disk(
+                    str(tmp / "pairs"))
+            if self.spec.violations is not None:
+                features = violation_features(episodes.features)
+                datasets.Dataset.from_list(violation_rows, features=features).save_to_disk(
+                    str(tmp / "violations"))
             try:
                 os.replace(tmp, folder)
             except OSError:  # another process finished the same split first: keep theirs

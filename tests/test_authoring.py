@@ -22,6 +22,13 @@ def test_new_spec_loads_with_every_knob_at_its_default(world: str, tmp_path: Pat
     assert task.spec.knobs == {k.name: k.default for k in world_cls.knobs}
     assert {t.name for t in task.spec.targets} == {t.family for t in world_cls().targets()}
     assert (task.spec.counterfactual is not None) == bool(world_cls.counterfactual_knobs)
+    assert (task.spec.violations is not None) == bool(world_cls.violation_knobs)
+    if task.spec.violations is not None:
+        assert task.spec.violations == {k.name: k.default for k in world_cls.violation_knobs}
+        assert task.generate("train", 0, violation=True)[2] is not None
+    else:  # the spec says why there are none
+        reason = f"# no violations: {world_cls.no_violations}"
+        assert reason in (tmp_path / "fresh.yaml").read_text()
     text = (tmp_path / "fresh.yaml").read_text()
     for k in world_cls.knobs:
         assert f"  {k.name}: " in text and k.range_text() in text

@@ -42,11 +42,12 @@ def test_export_round_trip_boxes(tmp_path: Path):
 
     task = load_task("boxes")
     out = export(task, tmp_path / "boxes")
-    expected = {"README.md"} | {shard_path(c, s) for c in ("episodes", "pairs")
-                                for s in task.splits}
+    configs = ("episodes", "pairs", "violations")
+    expected = {"README.md"} | {shard_path(c, s) for c in configs for s in task.splits}
     assert set(files_under(out)) == expected
     for split in task.splits:
-        for config, original in (("episodes", task.dataset(split)), ("pairs", task.pairs(split))):
+        for config, original in (("episodes", task.dataset(split)), ("pairs", task.pairs(split)),
+                                 ("violations", task.violations(split))):
             back = datasets.load_dataset("parquet", data_files=str(out / shard_path(config, split)),
                                          split="train")
             assert back.features == original.features
@@ -54,20 +55,85 @@ def test_export_round_trip_boxes(tmp_path: Path):
     # The card's `configs` make the folder load like the Hub repo would.
     test_pairs = datasets.load_dataset(str(out), "pairs", split="test")
     assert test_pairs.to_list() == task.pairs("test").to_list()
+    test_violations = datasets.load_dataset(str(out), "violations", split="test")
+    assert test_violations.to_list() == task.violations("test").to_list()
     readme = (out / "README.md").read_text()
     assert readme == card(task)
     meta = front_matter(readme)
     assert CARD_KEYS <= set(meta)
     assert meta["license"] == "cc-by-4.0"
-    configs = {c["config_name"]: c for c in meta["configs"]}
-    assert set(configs) == {"episodes", "pairs"} and configs["episodes"].get("default") is True
-    assert {f["split"]: f["path"] for f in configs["pairs"]["data_files"]} == {
-        s: shard_path("pairs", s) for s in task.splits}
+    by_name = {c["config_name"]: c for c in meta["configs"]}
+    assert set(by_name) == set(configs) and by_name["episodes"].get("default") is True
+    for config in ("pairs", "violations"):
+        assert {f["split"]: f["path"] for f in by_name[config]["data_files"]} == {
+            s: shard_path(config, s) for s in task.splits}
     infos = {i["config_name"]: i for i in meta["dataset_info"]}
     sizes = {s["name"]: s["num_examples"] for s in infos["pairs"]["splits"]}
     assert sizes == {s: len(task.pairs(s)) for s in task.splits}
+    sizes = {s["name"]: s["num_examples"] for s in infos["violations"]["splits"]}
+    assert sizes == {s: len(task.violations(s)) for s in task.splits}
     assert [f["name"] for f in infos["episodes"]["features"]] == list(
         task.dataset("train").features)
+    assert "## Violation pairs" in readme and "pairs with a placebo" in readme
+
+
+SMALL_TASK = """\
+name: {name}
+version: 1
+world: {world}
+description: A small task for the export tests.
+license: cc-by-4.0
+knobs: {knobs}
+splits:
+  train: {{size: 40, seed: 1}}
+  val: {{size: 20, seed: 2}}
+  test: {{size: 20, seed: 3}}
+targets:
+  - {{name: {target}, kind: class}}
+counterfactual: {{variable: {variable}, step: random, readout: {readout}}}
+{violations}"""
+
+
+@pytest.mark.parametrize("world, knobs, target, variable, readout, violations", [
+    ("othello", "{size: 4, length: 8}", "legal", "move", "mine",
+     "violations: {kinds: [unflanking, occupied], step: random}"),
+    ("groups", "{group: s3, length: 8}", "element", "element", "query", ""),
+])
+def test_export_round_trip_of_sparse_and_absent_placebos(tmp_path: Path, world, knobs, target,
+                                                         variable, readout, violations):
+    """Pairs without a placebo keep typed, empty placebo columns (the schema is the same
+    whether a task has placebos in every pair, some or none), and Parquet keeps them."""
+    import datasets
+
+    name = f"small-{world}"
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / f"{name}.yaml").write_text(SMALL_TASK.format(
+        name=name, world=world, knobs=knobs, target=target, variable=variable, readout=readout,
+        violations=violations))
+    task = load_task(name, [tmp_path / "tasks"])
+    out = export(task, tmp_path / "out")
+    pairs = task.pairs("train")
+    episode_columns = list(task.dataset("train").features)
+    assert [c for c in pairs.features if c.startswith("placebo.")] == [
+        f"placebo.{c}" for c in episode_columns]
+    assert pairs.features["placebo.tokens"] == task.dataset("train").features["tokens"]
+    has = pairs["has_placebo"]
+    for row in pairs.select([i for i, h in enumerate(has) if not h][:3]):
+        assert row["placebo.text"] == "" and row["placebo.tokens"] == []
+        assert row["placebo.query_span"] == [-1, -1] and row["placebo_step"] == -1
+    if world == "groups":
+        assert not any(has)
+        assert not (out / "violations").exists()
+        with pytest.raises(UserError, match="no violation pairs.*every word is possible"):
+            task.violations("train")
+    else:
+        assert 0 < sum(has) < len(has)
+        assert len(task.violations("train")) > 0
+    for config in ("pairs",) + (("violations",) if violations else ()):
+        original = getattr(task, config)("train")
+        back = datasets.load_dataset("parquet", split="train",
+                                     data_files=str(out / shard_path(config, "train")))
+        assert back.features == original.features and back.to_list() == original.to_list()
 
 
 def test_card_reports_chance_and_knob_ranges(tiny_task_dir: Path):

@@ -4,7 +4,7 @@ entry-point group (see `probekit.tasks`)."""
 from __future__ import annotations
 
 from probekit.registry import Registry
-from probekit.worlds.base import Counterfactual, Episode, Knob, Target, World
+from probekit.worlds.base import Counterfactual, Episode, Knob, Target, Violation, World
 
 WORLDS: Registry[type[World]] = Registry("world")
 
@@ -25,4 +25,4 @@ WORLDS.add("gridworld", loader=_lazy("probekit.worlds.gridworld", "Gridworld"))
 WORLDS.add("cellular", loader=_lazy("probekit.worlds.cellular", "Cellular"))
 WORLDS.add("othello", loader=_lazy("probekit.worlds.othello", "Othello"))
 
-__all__ = ["WORLDS", "World", "Episode", "Counterfactual", "Knob", "Target"]
+__all__ = ["WORLDS", "World", "Episode", "Counterfactual", "Violation", "Knob", "Target"]

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from probekit.errors import SpecError
+from probekit.errors import ProbekitError, SpecError
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,14 @@ class Episode:
 @dataclass
 class Counterfactual:
     """A source episode differing from its base in one intervened variable at one step, and the
-    label the readout must take if the model follows the source world."""
+    label the readout must take if the model follows the source world.
+
+    `diff_steps`, `diff_tokens` and `changed` are filled by `annotate` (the task calls it):
+    the steps whose surface differs, the positions in `tokens` that differ (the closing
+    question's answer word left out: it is the readout, never an input to it) and the label
+    columns whose last-step value differs. `placebo` is the pair's placebo, when the world makes
+    one: a source that changes a variable the readout does not depend on, so its
+    `counterfactual_label` equals `base_label`."""
 
     source: Episode
     step: int
@@ -121,16 +128,123 @@ class Counterfactual:
     readout_target: str
     base_label: int | float
     counterfactual_label: int | float
+    diff_steps: list[int] = field(default_factory=list)
+    diff_tokens: list[int] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    placebo: Counterfactual | None = None
+
+
+@dataclass
+class Violation:
+    """Two edits of one base episode at the same step: `impossible` breaks the world's rules
+    there (`kind` names the rule), `possible` is a legal edit of the same size where the world
+    has one (the base itself where no other step is possible, as in a deterministic automaton).
+
+    The impossible episode's text, tokens and observations show the edit; its `state` and labels
+    equal the base's before `step` (look-ahead targets included) and are undefined from `step`
+    on (-1 for integer columns, NaN for float ones): the world does not define the state after
+    an impossible event.
+    Diffs (filled by `annotate`) are against the base."""
+
+    possible: Episode
+    impossible: Episode
+    step: int
+    kind: str
+    variable: str
+    possible_diff_steps: list[int] = field(default_factory=list)
+    possible_diff_tokens: list[int] = field(default_factory=list)
+    impossible_diff_steps: list[int] = field(default_factory=list)
+    impossible_diff_tokens: list[int] = field(default_factory=list)
+
+
+class AlignmentError(ProbekitError):
+    """A world made a pair whose episodes do not align step for step (a world bug)."""
+
+
+def aligned(base: Episode, other: Episode) -> str | None:
+    """Why `other` does not align with `base`, or None: the same number of steps, of world
+    tokens in each step and after the last, and of words in each step."""
+    if other.n_steps != base.n_steps:
+        return f"{other.n_steps} steps, the base has {base.n_steps}"
+    if len(other.tokens) != len(base.tokens) or other.token_steps != base.token_steps:
+        return "the world tokens of some step differ in number"
+    for s, (a, b) in enumerate(zip(base.surface, other.surface)):
+        if len(a.split()) != len(b.split()):
+            return f"step {s} has {len(b.split())} words, the base's has {len(a.split())}"
+    return None
+
+
+def diff(base: Episode, other: Episode) -> tuple[list[int], list[int]]:
+    """Steps whose surface differs and positions in `tokens` that differ (before the closing
+    question's answer word, which is the readout itself) between two aligned episodes."""
+    steps = [s for s, (a, b) in enumerate(zip(base.surface, other.surface)) if a != b]
+    n = len(base.tokens) - (1 if base.query_answer else 0)
+    a, b = np.asarray(base.tokens[:n]), np.asarray(other.tokens[:n])
+    return steps, np.flatnonzero(a != b).tolist()
+
+
+def changed_labels(base: Episode, other: Episode) -> list[str]:
+    """Label columns (target names) whose last-step value differs."""
+    return [k for k, v in base.labels.items() if not _same(v[-1], other.labels[k][-1])]
+
+
+def _same(a: Any, b: Any) -> bool:
+    return bool(a == b) or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
+def annotate(world: str, base: Episode, made: Counterfactual | Violation) -> None:
+    """Check that a pair (its placebo) or a violation pair aligns with its base and fill in its
+    diffs; an AlignmentError names the world and what differs."""
+    if isinstance(made, Counterfactual):
+        items = [("source", made)] + ([("placebo", made.placebo)] if made.placebo else [])
+        for what, cf in items:
+            why = aligned(base, cf.source)
+            if why:
+                raise AlignmentError(f"world {world}: {what} episode does not align with its "
+                                     f"base ({why})")
+            cf.diff_steps, cf.diff_tokens = diff(base, cf.source)
+            cf.changed = changed_labels(base, cf.source)
+        return
+    for what in ("possible", "impossible"):
+        ep = getattr(made, what)
+        why = aligned(base, ep)
+        if why:
+            raise AlignmentError(f"world {world}: {what} episode of a violation pair does not "
+                                 f"align with its base ({why})")
+        steps, tokens = diff(base, ep)
+        setattr(made, f"{what}_diff_steps", steps)
+        setattr(made, f"{what}_diff_tokens", tokens)
+
+
+def undefined_from(episode: Episode, t: int, base: Episode) -> Episode:
+    """`episode` with its state and labels those of `base` before step `t` (look-ahead
+    targets included: before the impossible event they say what the world would do) and
+    undefined from `t` on (-1 in integer columns, NaN in float ones), as every impossible
+    episode carries them."""
+    def blank(a: np.ndarray, before: np.ndarray) -> np.ndarray:
+        a = np.array(a, copy=True)
+        a[:t] = before[:t]
+        a[t:] = np.nan if a.dtype.kind == "f" else -1
+        return a
+
+    episode.state = blank(episode.state, base.state)
+    episode.labels = {k: blank(v, base.labels[k]) for k, v in episode.labels.items()}
+    return episode
 
 
 class World(ABC):
     """A simulator. Subclasses set `name`, `version` (bump when output changes), `knobs`,
-    and implement `targets`, `vocabulary`, `episode` and `counterfactual`."""
+    and implement `targets`, `vocabulary`, `episode`, and where the world has them
+    `counterfactual` (with `counterfactual_knobs`), `placebo` and `violation` (with
+    `violation_knobs`, or `no_violations` saying why there are none)."""
 
     name: ClassVar[str]
     version: ClassVar[str]
     knobs: ClassVar[tuple[Knob, ...]]
     counterfactual_knobs: ClassVar[tuple[Knob, ...]] = ()
+    violation_knobs: ClassVar[tuple[Knob, ...]] = ()
+    # Why the world makes no violation pairs (set where `violation_knobs` is empty on purpose).
+    no_violations: ClassVar[str] = ""
     description: ClassVar[str] = ""
 
     def __init__(self, **params: Any):
@@ -173,38 +287,42 @@ class World(ABC):
         """A minimal counterfactual source for `base`, or None when the world has none."""
         return None
 
+    def placebo(self, base: Episode, pair: Counterfactual, rng: np.random.Generator,
+                settings: dict[str, Any]) -> Counterfactual | None:
+        """A placebo source for `pair`: it changes a variable the pair's readout does not depend
+        on, aligned with the base like the pair's source, and keeps the readout's label (its
+        `counterfactual_label` equals `base_label`); None where the world makes none."""
+        return None
+
+    def violation(self, base: Episode, rng: np.random.Generator,
+                  settings: dict[str, Any]) -> Violation | None:
+        """An impossible and a possible edit of `base` at one step (`violation_knobs` settings),
+        or None where this episode admits none."""
+        return None
+
 
 def build_text(steps: list[list[str]], vocab: dict[str, int],
                query: list[str] | None = None, answer: str | None = None
                ) -> tuple[str, list[list[int]], list[int], list[int], list[int], str]:
     """Join word lists into text; return text, step spans, world tokens, token step positions
-    (the last token of each step), the query answer's span and the answer word."""
-    words: list[str] = []
+    (the last token of each step), the query answer's span and the answer word. Every step
+    has at least one word; words are joined by single spaces."""
+    parts = [" ".join(step) for step in steps]
     spans: list[list[int]] = []
     token_steps: list[int] = []
-    pos = 0
-
-    def add(word: str) -> tuple[int, int]:
-        nonlocal pos
-        if words:
-            pos += 1
-        start = pos
-        words.append(word)
-        pos += len(word)
-        return start, pos
-
-    for step in steps:
-        start = None
-        for w in step:
-            s, e = add(w)
-            start = s if start is None else start
-        spans.append([start, pos])
-        token_steps.append(len(words) - 1)
+    pos = n = 0
+    for part, step in zip(parts, steps):
+        spans.append([pos, pos + len(part)])
+        pos += len(part) + 1
+        n += len(step)
+        token_steps.append(n - 1)
+    words = [w for step in steps for w in step]
     qspan = [-1, -1]
     if query is not None and answer is not None:
-        for w in query:
-            add(w)
-        qspan = list(add(answer))
-    text = " ".join(words)
+        parts += [*query, answer]
+        words += [*query, answer]
+        end = sum(len(p) + 1 for p in parts) - 1
+        qspan = [end - len(answer), end]
+    text = " ".join(parts)
     tokens = [vocab[w] for w in words]
     return text, spans, tokens, token_steps, qspan, answer or ""

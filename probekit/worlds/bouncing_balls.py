@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from probekit.worlds.base import Counterfactual, Episode, Knob, Target, World, build_text
+from probekit.worlds.base import (Counterfactual, Episode, Knob, Target, Violation, World,
+                                  build_text, undefined_from)
 
 MAX_BALLS = 8
 MAX_GRID = 32
+KICK_TRIES = 8  # velocities drawn for a kick before giving up on one that shows in the text
 WORDS = ("ball", "at", "hidden", ".")
 
 
@@ -71,10 +73,10 @@ class BouncingBalls(World):
     """Intuitive physics: the state is every ball's position and velocity."""
 
     name = "bouncing_balls"
-    version = "1"
+    version = "2"
     description = ("Balls move in the unit box, bounce elastically off the walls and, when "
-                   "enabled, off each other; each step reports every ball's grid cell (or that it "
-                   "is hidden behind the occluding band).")
+                   "enabled, off each other; each step reports every ball's grid cell (or, in "
+                   "the same number of words, that it is hidden behind the occluding band).")
     knobs = (
         Knob("n_balls", int, 2, "number of balls", min=1, max=MAX_BALLS),
         Knob("length", int, 16, "steps per episode, the starting state included", min=1,
@@ -100,6 +102,14 @@ class BouncingBalls(World):
         Knob("readout", str, "position", "what must follow: that ball's x at the last step",
              choices=("position",)),
     )
+    violation_knobs = (
+        Knob("kinds", tuple, ("jump", "wall"), "which law the impossible edit breaks: `jump` "
+             "(continuity: a ball moves farther in one step than any speed allows), `wall` "
+             "(solidity: a ball goes on through the wall it should bounce off)",
+             choices=("jump", "wall")),
+        Knob("step", str, "random", "which step: a uniformly drawn one among those that admit "
+             "the edit, or the last", choices=("random", "last")),
+    )
 
     def vocabulary(self) -> list[str]:
         return list(_vocab())
@@ -121,16 +131,17 @@ class BouncingBalls(World):
         p = self.params
         T, k, g, h = p["length"], p["n_balls"], p["grid"], p["horizon"]
         P, V = pos[:T], vel[:T]
-        cells = np.minimum((P * g).astype(np.int64), g - 1).tolist()
-        hidden = (np.abs(P[:, :, 0] - 0.5) < p["occluder"] / 2)
+        cells, hidden = self._view(P)
+        names = [str(i) for i in range(max(k, g))]
         steps = []
         for s in range(T):
             words: list[str] = []
             for i in range(k):
-                if hidden[s, i]:
-                    words += ["ball", str(i), "hidden"]
+                if hidden[s, i]:  # as many words as a visible ball: steps stay aligned
+                    words += ["ball", names[i], "at", "hidden", "hidden"]
                 else:
-                    words += ["ball", str(i), "at", str(cells[s][i][0]), str(cells[s][i][1])]
+                    words += ["ball", names[i], "at", names[cells[s, i, 0]],
+                              names[cells[s, i, 1]]]
             steps.append(words + ["."])
         text, spans, tokens, token_steps, _, _ = build_text(steps, _vocab())
         seen = P if noise is None else P + noise
@@ -140,7 +151,7 @@ class BouncingBalls(World):
         # collide[t] = a bounce during steps t+1 … t+h.
         window = np.cumsum(np.concatenate([np.zeros((1, k)), events]), axis=0)
         collide = (window[np.arange(T) + h + 1] - window[np.arange(T) + 1]) > 0
-        labels = {}
+        labels: dict[str, np.ndarray] = {}
         for f, arr in (("x", P[:, :, 0]), ("y", P[:, :, 1]), ("vx", V[:, :, 0]),
                        ("vy", V[:, :, 1])):
             for i in range(k):
@@ -148,7 +159,25 @@ class BouncingBalls(World):
         for i in range(k):
             labels[f"collide.ball{i}"] = collide[:, i].astype(np.int64)
         surface = [" ".join(s) for s in steps]
-        return Episode(text, spans, tokens, token_steps, obs, state, surface, labels)
+        ep = Episode(text, spans, tokens, token_steps, obs, state, surface, labels)
+        ep._view = cells, hidden
+        return ep
+
+    def _view(self, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the text shows of positions P [T, K, 2]: each ball's grid cell [T, K, 2] (a
+        position beyond a wall, in impossible episodes only, shows as the cell at that wall)
+        and whether it is hidden [T, K]."""
+        g = self.params["grid"]
+        cells = np.clip(np.floor(P * g), 0, g - 1).astype(np.int64)
+        return cells, np.abs(P[:, :, 0] - 0.5) < self.params["occluder"] / 2
+
+    def _shows(self, base: Episode, P: np.ndarray, at: int | None = None) -> bool:
+        """Whether the text of positions P differs from `base`'s (at step `at`, or at any)."""
+        T = self.params["length"]
+        rows = slice(0, T) if at is None else slice(at, at + 1)
+        cells, hidden = self._view(P[rows])
+        bc, bh = base._view[0][rows], base._view[1][rows]
+        return bool((hidden != bh).any() or ((cells != bc).any(axis=2) & ~hidden).any())
 
     def episode(self, rng: np.random.Generator) -> Episode:
         p = self.params
@@ -170,25 +199,164 @@ class BouncingBalls(World):
         ep._trajectory, ep._noise = (pos, vel, events), noise  # not part of the row
         return ep
 
+    def max_speed(self) -> float:
+        """The largest distance a ball can move in one step: every starting speed is at most
+        `speed`, a kick (counterfactuals, possible twins) gives one ball a speed of at most
+        `speed` (adding at most speed² of energy), walls keep speeds and collisions keep the
+        total kinetic energy, so no ball is ever faster than sqrt(n_balls + 1)·speed."""
+        return float(np.sqrt(self.params["n_balls"] + 1) * self.params["speed"])
+
+    def rule_break(self, positions: np.ndarray) -> int | None:
+        """The first step whose positions ([T, K, 2]) break continuity (a ball moved farther
+        than `max_speed`) or solidity (a ball's centre is closer to a wall than its radius),
+        or None."""
+        r = self.params["radius"]
+        eps = 1e-9
+        outside = ((positions < r - eps) | (positions > 1 - r + eps)).any(axis=(1, 2))
+        step = np.linalg.norm(np.diff(positions, axis=0), axis=2).max(axis=1, initial=0)
+        far = np.concatenate([[False], step > self.max_speed() + eps])
+        bad = np.flatnonzero(outside | far)
+        return int(bad[0]) if len(bad) else None
+
+    def _trajectory_from(self, base: Episode, t: int, pos: np.ndarray, vel: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`base`'s trajectory up to step t-1, then the simulation from the state (pos, vel)
+        just before step t moves it."""
+        p = self.params
+        P0, V0, E0 = base._trajectory
+        P, V, E = simulate(pos, vel, len(P0) - t, p["radius"], p["collisions"])
+        return (np.concatenate([P0[:t], P]), np.concatenate([V0[:t], V]),
+                np.concatenate([E0[:t], E]))
+
+    def _episode(self, base: Episode, traj: tuple[np.ndarray, np.ndarray, np.ndarray]
+                 ) -> Episode:
+        """The episode of a trajectory, with the base's observation noise."""
+        ep = self._render(*traj, base._noise)
+        ep._trajectory, ep._noise = traj, base._noise
+        return ep
+
+    def _kick(self, base: Episode, t: int, ball: int, rng: np.random.Generator
+              ) -> Episode | None:
+        """`base` with `ball` given a new velocity (drawn like the starting ones) just before
+        step t moves it, re-simulated; redrawn until some step's text differs from the base's
+        (a small kick may stay in the same grid cells), None after KICK_TRIES draws."""
+        pos, vel, _ = base._trajectory
+        for _ in range(KICK_TRIES):
+            start_vel = vel[t - 1].copy()
+            start_vel[ball] = self._velocities(1, rng)[0]
+            traj = self._trajectory_from(base, t, pos[t - 1], start_vel)
+            if self._shows(base, traj[0]):
+                return self._episode(base, traj)
+        return None
+
     def counterfactual(self, base: Episode, rng: np.random.Generator,
                        settings: dict[str, Any]) -> Counterfactual | None:
         """Give one ball a new velocity (drawn like the starting ones) just before step t moves
-        it and re-simulate from there; the readout is that ball's x at the last step. The
-        observation noise is the base's, so observations before t are identical."""
+        it and re-simulate from there, redrawn until the text shows it somewhere; the readout
+        is that ball's x at the last step. The observation noise is the base's, so
+        observations before t are identical."""
         p = self.params
         T, k = p["length"], p["n_balls"]
         if T < 2:
             return None
         t = T - 1 if settings["step"] == "last" else int(rng.integers(1, T))
         ball = int(rng.integers(k))
-        pos, vel, events = base._trajectory
-        start_vel = vel[t - 1].copy()
-        start_vel[ball] = self._velocities(1, rng)[0]
-        P, V, E = simulate(pos[t - 1], start_vel, len(pos) - t, p["radius"], p["collisions"])
-        source = self._render(np.concatenate([pos[:t], P]), np.concatenate([vel[:t], V]),
-                              np.concatenate([events[:t], E]), base._noise)
+        source = self._kick(base, t, ball, rng)
+        if source is None:
+            return None
         readout = f"x.ball{ball}"
         return Counterfactual(source=source, step=t, variable=f"velocity.ball{ball}",
                               readout_target=readout,
                               base_label=float(base.labels[readout][-1]),
                               counterfactual_label=float(source.labels[readout][-1]))
+
+    def placebo(self, base: Episode, pair: Counterfactual, rng: np.random.Generator,
+                settings: dict[str, Any]) -> Counterfactual | None:
+        """Kick another ball at the pair's step (balls tried in random order) such that the
+        readout ball's x at the last step is exactly the base's (simulated: without
+        collisions always, with collisions only if the kicked ball never changes the readout
+        ball's path); the text must show the kick."""
+        ball = int(pair.variable.removeprefix("velocity.ball"))
+        others = [b for b in range(self.params["n_balls"]) if b != ball]
+        readout = pair.readout_target
+        for i in rng.permutation(len(others)).tolist():
+            source = self._kick(base, pair.step, others[i], rng)
+            if source is not None and source.labels[readout][-1] == base.labels[readout][-1]:
+                return Counterfactual(source=source, step=pair.step,
+                                      variable=f"velocity.ball{others[i]}",
+                                      readout_target=readout, base_label=pair.base_label,
+                                      counterfactual_label=pair.base_label)
+        return None
+
+    def violation(self, base: Episode, rng: np.random.Generator,
+                  settings: dict[str, Any]) -> Violation | None:
+        """One ball at step t: `jump`, it is displaced at t to a point farther from where it
+        was than any speed allows (and the text shows it), then moves on from there with its
+        velocity; `wall`, at a step where it bounces off a wall it goes on through instead and
+        keeps its course beyond the box (the text, whose grid covers the box, shows it stuck
+        in the cell at that wall; `obs` show it leaving), the other balls simulated without
+        it. The possible twin kicks the same ball at t, as a counterfactual does. The kind is
+        drawn among the declared ones this episode admits, then the step and the ball."""
+        p = self.params
+        T, k, r = p["length"], p["n_balls"], p["radius"]
+        if T < 2:
+            return None
+        pos, vel, _ = base._trajectory
+        ahead = pos[:T - 1] + vel[:T - 1]  # [t-1] where each ball goes at t if nothing stops it
+        crosses = ((ahead < r) | (ahead > 1 - r)).any(axis=2)  # [T-1, K]
+        steps = [T - 1] if settings["step"] == "last" else list(range(1, T))
+        kinds = list(settings["kinds"])
+        for kind in (kinds[i] for i in rng.permutation(len(kinds)).tolist()):
+            for t in (steps[i] for i in rng.permutation(len(steps)).tolist()):
+                balls = [b for b in range(k) if kind == "jump" or crosses[t - 1, b]]
+                if not balls:
+                    continue
+                ball = balls[int(rng.integers(len(balls)))]
+                impossible = (self._jump(base, t, ball, rng) if kind == "jump"
+                              else self._through(base, t, ball))
+                possible = impossible and self._kick(base, t, ball, rng)
+                if possible:
+                    return Violation(possible=possible,
+                                     impossible=undefined_from(impossible, t, base), step=t,
+                                     kind=kind, variable=f"position.ball{ball}")
+        return None
+
+    def _jump(self, base: Episode, t: int, ball: int, rng: np.random.Generator
+              ) -> Episode | None:
+        """`ball` displaced at step t to a point drawn in the box farther than 1.5·max_speed
+        from where it was at t-1, the text showing it; the simulation goes on from there."""
+        p = self.params
+        P0, V0, E0 = base._trajectory
+        r = p["radius"]
+        for _ in range(KICK_TRIES):
+            to = rng.uniform(r, 1 - r, 2)
+            if np.linalg.norm(to - P0[t - 1, ball]) <= 1.5 * self.max_speed():
+                continue
+            first = P0[t].copy()
+            first[ball] = to
+            P, V, E = simulate(first, V0[t], len(P0) - t - 1, r, p["collisions"])
+            traj = (np.concatenate([P0[:t], first[None], P]), np.concatenate([V0[:t + 1], V]),
+                    np.concatenate([E0[:t + 1], E]))
+            if self._shows(base, traj[0], at=t):
+                return self._episode(base, traj)
+        return None
+
+    def _through(self, base: Episode, t: int, ball: int) -> Episode | None:
+        """`ball` keeps its velocity from step t on, through the wall and beyond the box; the
+        other balls are simulated without it. None if the text never shows it (a bounce at
+        the last step looks the same in the wall's cell)."""
+        p = self.params
+        P0, V0, E0 = base._trajectory
+        n, k = len(P0) - t, p["n_balls"]
+        pos, vel = np.empty((n, k, 2)), np.empty((n, k, 2))
+        events = np.zeros((n, k), dtype=bool)
+        others = [b for b in range(k) if b != ball]
+        if others:
+            P, V, E = simulate(P0[t - 1, others], V0[t - 1, others], n, p["radius"],
+                               p["collisions"])
+            pos[:, others], vel[:, others], events[:, others] = P, V, E
+        pos[:, ball] = P0[t - 1, ball] + np.arange(1, n + 1)[:, None] * V0[t - 1, ball]
+        vel[:, ball] = V0[t - 1, ball]
+        traj = (np.concatenate([P0[:t], pos]), np.concatenate([V0[:t], vel]),
+                np.concatenate([E0[:t], events]))
+        return self._episode(base, traj) if self._shows(base, traj[0]) else None

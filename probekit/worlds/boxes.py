@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 from probekit.errors import SpecError
-from probekit.worlds.base import Counterfactual, Episode, Knob, Target, World, build_text
+from probekit.worlds.base import (Counterfactual, Episode, Knob, Target, Violation, World,
+                                  build_text, undefined_from)
 
 OBJECTS = ("apple", "key", "coin", "book", "shoe", "cup", "ball", "pen", "ring", "hat", "lamp",
            "fork", "sock", "card", "bell", "doll", "drum", "kite", "leaf", "map", "nut", "plate",
@@ -36,11 +38,18 @@ def op_token(name: str, dst: int | None) -> str:
     return f"{name}>{OUT if dst is None else dst}"
 
 
+@functools.lru_cache(maxsize=None)
+def _vocab() -> dict[str, int]:
+    words = (list(WORDS) + [str(i) for i in range(10)] + list(OBJECTS) + list(PARAPHRASE_WORDS)
+             + [op_token(o, d) for o in OBJECTS for d in [*range(10), None]])
+    return {w: i for i, w in enumerate(words)}
+
+
 class Boxes(World):
     """Entity tracking: the state is where each object is (a box, or out of every box)."""
 
     name = "boxes"
-    version = "2"
+    version = "3"
     description = ("Objects are put into, moved between and removed from numbered boxes by a "
                    "sequence of operations; the closing question asks where one object is.")
     knobs = (
@@ -65,6 +74,13 @@ class Boxes(World):
         Knob("readout", str, "query", "what must follow: the answer to the closing question",
              choices=("query",)),
     )
+    violation_knobs = (
+        Knob("kinds", tuple, ("same_box", "absent_leave"), "which rules the impossible edit "
+             "breaks: `same_box` (an object lands in the box it is already in), `absent_leave` "
+             "(an object leaves a box it is not in)", choices=("same_box", "absent_leave")),
+        Knob("step", str, "random", "which step: a uniformly drawn one among those that admit "
+             "the edit, or the last", choices=("random", "last")),
+    )
 
     @classmethod
     def check_knobs(cls, params: dict[str, Any], where: str) -> None:
@@ -79,9 +95,7 @@ class Boxes(World):
 
     def vocabulary(self) -> list[str]:
         """Every style's words, the same for every knob setting (one tokenizer reads all)."""
-        return (list(WORDS) + [str(i) for i in range(10)] + list(OBJECTS)
-                + list(PARAPHRASE_WORDS)
-                + [op_token(o, d) for o in OBJECTS for d in [*range(10), None]])
+        return list(_vocab())
 
     def targets(self) -> list[Target]:
         """Targets name object slots (`location.obj0` is the first object in play), so splits
@@ -123,26 +137,46 @@ class Boxes(World):
         text = TEMPLATES[action][template].format(o=name, s=src, d=dst)
         return text.split() + ["."]
 
+    def _obs(self, op: tuple[int, int, int, int, int]) -> np.ndarray:
+        """One step's observation without noise: one-hot action, object, source, destination."""
+        b, n = self.params["n_boxes"], self.params["n_objects"]
+        action, o, src, dst, _ = op
+        x = np.zeros(3 + n + 2 * (b + 1), dtype=np.float32)
+        x[action] = 1
+        x[3 + o] = 1
+        x[3 + n + src] = 1
+        x[3 + n + b + 1 + dst] = 1
+        return x
+
+    def rule_break(self, ops: list[tuple[int, int, int, int, int]]) -> int | None:
+        """The first operation that breaks the world's rules, or None: a `put` takes an object
+        that is in no box, a `move` takes it from the box it is in to another box, a `remove`
+        takes it out of the box it is in."""
+        out = self.params["n_boxes"]
+        loc = [out] * self.params["n_objects"]
+        for i, (action, o, src, dst, _) in enumerate(ops):
+            ok = {PUT: loc[o] == src == out and dst != out,
+                  MOVE: loc[o] == src != out and dst not in (src, out),
+                  REMOVE: loc[o] == src != out and dst == out}[action]
+            if not ok:
+                return i
+            loc[o] = dst
+        return None
+
     def _render(self, ops: list[tuple[int, int, int, int, int]], query_obj: int,
                 rng: np.random.Generator) -> Episode:
         b, n = self.params["n_boxes"], self.params["n_objects"]
         out = b
         loc = np.full(n, out, dtype=np.int64)
         steps, surface, states, obs = [], [], [], []
-        d = 3 + n + 2 * (b + 1)
         for op in ops:
-            action, o, src, dst, _ = op
+            o, dst = op[1], op[3]
             words = self._words(op)
             loc[o] = dst
             steps.append(words)
             surface.append(" ".join(words))
             states.append(loc.copy())
-            x = np.zeros(d, dtype=np.float32)
-            x[action] = 1
-            x[3 + o] = 1
-            x[3 + n + src] = 1
-            x[3 + n + b + 1 + dst] = 1
-            obs.append(x)
+            obs.append(self._obs(op))
         state = np.stack(states)
         obs_arr = np.stack(obs)
         if self.params["obs_noise"] > 0:
@@ -150,7 +184,7 @@ class Boxes(World):
         final = int(state[-1, query_obj])
         answer = "nowhere" if final == out else str(final)
         text, spans, tokens, token_steps, qspan, answer = build_text(
-            steps, {w: i for i, w in enumerate(self.vocabulary())},
+            steps, _vocab(),
             query=["where", "is", "the", self.objects[query_obj], "?"], answer=answer)
         labels = {f"location.obj{i}": state[:, i] for i in range(n)}
         for j in range(b):
@@ -171,31 +205,125 @@ class Boxes(World):
         ep._query_obj = query_obj
         return ep
 
+    def _edit(self, base: Episode, edits: dict[int, tuple[int, int, int, int, int]],
+              rng: np.random.Generator) -> Episode:
+        """`base` with the operations at some steps replaced; observations keep the base's
+        noise (only the replaced steps' one-hot entries move)."""
+        ops = list(base._ops)
+        obs = base.obs.copy()
+        for t, op in edits.items():
+            obs[t] += self._obs(op) - self._obs(ops[t])
+            ops[t] = op
+        ep = self._render(ops, base._query_obj, rng)
+        ep.obs = obs
+        ep._ops = ops
+        return ep
+
+    @staticmethod
+    def _last_touches(ops: list[tuple[int, int, int, int, int]]) -> dict[int, int]:
+        """Object -> the step of the last operation on it."""
+        return {op[1]: t for t, op in enumerate(ops)}
+
+    def _redirect(self, base: Episode, t: int, rng: np.random.Generator
+                  ) -> tuple[Episode, int] | None:
+        """`base` with the destination of the (put or move) operation at step t changed to
+        another box it may go to, and that box; None for a remove or when no box is left."""
+        action, o, src, dst, template = base._ops[t]
+        if action == REMOVE:
+            return None
+        options = [j for j in range(self.params["n_boxes"]) if j != dst and j != src]
+        if not options:
+            return None
+        new_dst = int(options[rng.integers(len(options))])
+        return self._edit(base, {t: (action, o, src, new_dst, template)}, rng), new_dst
+
     def counterfactual(self, base: Episode, rng: np.random.Generator,
                        settings: dict[str, Any]) -> Counterfactual | None:
         """Change where the last operation on the queried object puts it; nothing after that
         step mentions the object, so base and source texts differ in that one step's box (one
         word, or the one `ops` token) and in the answer."""
-        b = self.params["n_boxes"]
         ops, q = base._ops, base._query_obj
-        t = max((i for i, op in enumerate(ops) if op[1] == q), default=None)
+        t = self._last_touches(ops).get(q)
         if t is None:
             return None
-        action, o, src, dst, template = ops[t]
-        if action == REMOVE:
+        made = self._redirect(base, t, rng)
+        if made is None:
             return None
-        options = [j for j in range(b) if j != dst and j != src]
-        if not options:
-            return None
-        new_dst = int(options[rng.integers(len(options))])
-        new_ops = list(ops)
-        new_ops[t] = (action, o, src, new_dst, template)
-        source = self._render(new_ops, q, rng)
-        # Same observation noise as the base: only the destination one-hot at step t moves.
-        source.obs = base.obs.copy()
-        d0 = 3 + self.params["n_objects"] + b + 1
-        source.obs[t, d0 + dst] -= 1
-        source.obs[t, d0 + new_dst] += 1
+        source, new_dst = made
         variable = f"location.obj{q}"
         return Counterfactual(source=source, step=t, variable=variable, readout_target=variable,
-                              base_label=dst, counterfactual_label=new_dst)
+                              base_label=ops[t][3], counterfactual_label=new_dst)
+
+    def placebo(self, base: Episode, pair: Counterfactual, rng: np.random.Generator,
+                settings: dict[str, Any]) -> Counterfactual | None:
+        """Change where the last operation on another object (drawn among those whose last
+        operation is a put or a move) puts it: nothing later mentions that object, so the
+        answer about the queried one is unchanged while that object's location and the box
+        counts change from that step on."""
+        q = base._query_obj
+        last = self._last_touches(base._ops)
+        steps = sorted(t for o, t in last.items() if o != q)
+        for i in rng.permutation(len(steps)).tolist():
+            t = steps[i]
+            made = self._redirect(base, t, rng)
+            if made is not None:
+                o = base._ops[t][1]
+                return Counterfactual(source=made[0], step=t, variable=f"location.obj{o}",
+                                      readout_target=pair.readout_target,
+                                      base_label=pair.base_label,
+                                      counterfactual_label=pair.base_label)
+        return None
+
+    def _alternatives(self, op: tuple[int, int, int, int, int]
+                      ) -> tuple[list[tuple], dict[str, list[tuple]]]:
+        """Legal replacements of `op` that change one word (or the one `ops` token), and per
+        violation kind the illegal ones: the object is where `op` finds it."""
+        b, ops_style = self.params["n_boxes"], self.params["style"] == "ops"
+        action, o, src, dst, tpl = op
+        out = b
+        boxes = range(b)
+        if action == PUT:
+            possible = [(PUT, o, out, d, tpl) for d in boxes if d != dst]
+        elif action == MOVE:
+            possible = [(MOVE, o, src, d, tpl) for d in boxes if d not in (src, dst)]
+            possible += [(REMOVE, o, src, out, 0)] if ops_style else []
+        else:
+            possible = [(MOVE, o, src, d, 0) for d in boxes if d != src] if ops_style else []
+        same_box, absent = [], []
+        if src != out and (ops_style or action == MOVE):
+            same_box = [(MOVE, o, src, src, 0 if ops_style else tpl)]  # `key>2` in box 2
+        if ops_style:
+            if src == out:
+                absent = [(REMOVE, o, out, out, 0)]  # `key>out` in no box
+        elif action != PUT:  # "... from box s' ..." while it is in box s
+            absent = [(action, o, s, dst, tpl) for s in boxes if s not in (src, dst)]
+        return possible, {"same_box": same_box, "absent_leave": absent}
+
+    def violation(self, base: Episode, rng: np.random.Generator,
+                  settings: dict[str, Any]) -> Violation | None:
+        """At the last operation on some object (so nothing later mentions it), replace the
+        operation by an impossible one and, in the possible twin, by a legal one that differs
+        in one word of the same kind (a box number, or the one `ops` token): `same_box`, the
+        object lands in the box it is already in (`move the key from box 2 to box 2`, or
+        `key>2` while the key is in box 2); `absent_leave`, it leaves a box it is not in
+        (`move the key from box 3 to box 1` while it is in box 2, or `key>out` while it is in
+        no box). After the step the impossible episode's text goes on as the base's (the
+        question's answer is where the impossible operation says the object went). The kind is
+        drawn among the declared ones this episode admits, then the step."""
+        ops = base._ops
+        T = len(ops)
+        last = sorted(self._last_touches(ops).values())
+        steps = [T - 1] if settings["step"] == "last" else last
+        kinds = list(settings["kinds"])
+        edits = [self._alternatives(ops[t]) for t in steps]
+        for kind in (kinds[i] for i in rng.permutation(len(kinds)).tolist()):
+            for i in rng.permutation(len(steps)).tolist():
+                t, (possible, impossible) = steps[i], edits[i]
+                if not possible or not impossible[kind]:
+                    continue
+                good = possible[int(rng.integers(len(possible)))]
+                bad = impossible[kind][int(rng.integers(len(impossible[kind])))]
+                bad_ep = undefined_from(self._edit(base, {t: bad}, rng), t, base)
+                return Violation(possible=self._edit(base, {t: good}, rng), impossible=bad_ep,
+                                 step=t, kind=kind, variable=f"location.obj{ops[t][1]}")
+        return None

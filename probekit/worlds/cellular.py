@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from probekit.worlds.base import Counterfactual, Episode, Knob, Target, World, build_text
+from probekit.worlds.base import (Counterfactual, Episode, Knob, Target, Violation, World,
+                                  build_text, undefined_from)
 
 MAX_WIDTH = 128
 MAX_HORIZON = 16
 WORDS = ("0", "1", ".", "cell", "in", "?")
+BITS = ("0", "1")
 
 
 def rule_table(rule: int) -> np.ndarray:
@@ -46,7 +48,7 @@ class Cellular(World):
     """Rows of an elementary cellular automaton; probes read cells now and `horizon` steps on."""
 
     name = "cellular"
-    version = "1"
+    version = "2"
     description = ("An elementary cellular automaton on a ring, one row of 0/1 cells per step "
                    "from a random first row; the closing question asks for one cell `horizon` "
                    "steps after the last row.")
@@ -68,6 +70,12 @@ class Cellular(World):
         Knob("readout", str, "query", "what must follow: the answer to the closing question",
              choices=("query",)),
     )
+    violation_knobs = (
+        Knob("kinds", tuple, ("flip",), "which rule the impossible edit breaks: `flip` (one "
+             "cell of a row takes the value the rule forbids)", choices=("flip",)),
+        Knob("step", str, "random", "which step: a uniformly drawn one after the first row, or "
+             "the last", choices=("random", "last")),
+    )
 
     def vocabulary(self) -> list[str]:
         return list(_vocab())
@@ -83,7 +91,7 @@ class Cellular(World):
         """`rows` holds the episode's rows and the `horizon` rows after them."""
         T, k, bins = self.params["steps"], self.params["horizon"], self.params["density_bins"]
         state = rows[:T]
-        steps = [[*("1" if v else "0" for v in row), "."] for row in state.tolist()]
+        steps = [[*map(BITS.__getitem__, row), "."] for row in state.tolist()]
         answer = str(int(rows[T - 1 + k, query_cell]))
         text, spans, tokens, token_steps, qspan, answer = build_text(
             steps, _vocab(), query=["cell", str(query_cell), "in", str(k), "?"], answer=answer)
@@ -106,6 +114,17 @@ class Cellular(World):
         query_cell = int(rng.integers(p["width"]))
         ep = self._render(rows, query_cell)
         ep._rows, ep._query_cell = rows, query_cell  # for counterfactuals; not part of the row
+        return ep
+
+    def _flipped(self, base: Episode, t: int, j: int) -> Episode:
+        """`base` with cell j of row t flipped and the rule run again from there."""
+        p = self.params
+        rows = base._rows
+        row = rows[t].copy()
+        row[j] ^= 1
+        new_rows = np.concatenate([rows[:t], evolve(row, p["rule"], len(rows) - 1 - t)])
+        ep = self._render(new_rows, base._query_cell)
+        ep._rows, ep._query_cell = new_rows, base._query_cell
         return ep
 
     def counterfactual(self, base: Episode, rng: np.random.Generator,
@@ -136,3 +155,47 @@ class Cellular(World):
                                   counterfactual_label=1 - base_answer)
         return None
 
+    def placebo(self, base: Episode, pair: Counterfactual, rng: np.random.Generator,
+                settings: dict[str, Any]) -> Counterfactual | None:
+        """Flip a cell outside the queried cell's light cone: a flip at row t reaches at most
+        one cell further each row, so a cell more than T-1+horizon-t cells from the queried
+        one (around the ring) cannot change the answer. First at the pair's step, else at a
+        step drawn among those that have such a cell (late rows only: on a ring of W cells,
+        rows with T-1+horizon-t < W/2)."""
+        p = self.params
+        T, w, k = p["steps"], p["width"], p["horizon"]
+        q = base._query_cell
+        ring = np.abs(np.arange(w) - q)
+        ring = np.minimum(ring, w - ring)  # distance around the ring to the queried cell
+        others = [t for t in range(T) if t != pair.step]
+        for t in [pair.step] + [others[i] for i in rng.permutation(len(others))]:
+            options = np.flatnonzero(ring > T - 1 + k - t)
+            if len(options):
+                j = int(options[rng.integers(len(options))])
+                return Counterfactual(source=self._flipped(base, t, j), step=t,
+                                      variable=f"cell.c{j}", readout_target=pair.readout_target,
+                                      base_label=pair.base_label,
+                                      counterfactual_label=pair.base_label)
+        return None
+
+    def rule_break(self, rows: np.ndarray) -> int | None:
+        """The first row (after the first) that the rule does not make from the row before,
+        or None."""
+        made = evolve(rows[:-1], self.params["rule"], 1)[1]
+        bad = np.flatnonzero((made != rows[1:]).any(axis=1))
+        return int(bad[0]) + 1 if len(bad) else None
+
+    def violation(self, base: Episode, rng: np.random.Generator,
+                  settings: dict[str, Any]) -> Violation | None:
+        """Flip one cell of row t (t >= 1, drawn at random) against the rule and run the rule
+        again from the flipped row. In a deterministic automaton no other row is possible
+        after the rows before it, so the possible twin is the base itself (unedited: its
+        diff is empty); only the first row is free, and it has no rows before it to break."""
+        T = self.params["steps"]
+        if T < 2:
+            return None
+        t = T - 1 if settings["step"] == "last" else int(rng.integers(1, T))
+        j = int(rng.integers(self.params["width"]))
+        impossible = undefined_from(self._flipped(base, t, j), t, base)
+        return Violation(possible=base, impossible=impossible, step=t, kind="flip",
+                         variable=f"cell.c{j}")

@@ -57,7 +57,7 @@ class Groups(World):
     """State tracking: the state after each step is the product of the elements read so far."""
 
     name = "groups"
-    version = "1"
+    version = "2"
     description = ("A word of group elements (parity bits, Z_m residues, S3/S5 permutations or "
                    "flip-flop writes) is read one element per step; the state is the running "
                    "product and the closing question asks for the final product.")
@@ -74,6 +74,8 @@ class Groups(World):
         Knob("readout", str, "query", "what must follow: the answer to the closing question",
              choices=("query",)),
     )
+    no_violations = ("every word is possible: any element may follow any other, so a word "
+                     "problem has no impossible sequence to surprise a model with")
 
     @property
     def table(self) -> np.ndarray:
@@ -130,13 +132,9 @@ class Groups(World):
         ep._word = word  # kept for counterfactuals made right after; not part of the row
         return ep
 
-    def counterfactual(self, base: Episode, rng: np.random.Generator,
-                       settings: dict[str, Any]) -> Counterfactual | None:
-        """Replace the element read at one step by another that changes the final product;
-        every other step of the word is unchanged, so the texts differ in that one word.
-
-        `step: random` draws among the steps where some replacement changes the product (every
-        step in a group; for the flip-flop, the last write and the steps after it)."""
+    def _finals(self, base: Episode) -> tuple[np.ndarray, np.ndarray]:
+        """[T, n] the final product if step t read element g instead, and [T, n] the running
+        product at step t itself then."""
         word = base._word
         n, T = len(self.names), len(word)
         table = self.table
@@ -144,7 +142,25 @@ class Groups(World):
         suffix = np.zeros(T, dtype=np.int64)  # product after step t
         for t in range(T - 2, -1, -1):
             suffix[t] = table[word[t + 1], suffix[t + 1]]
-        finals = table[table[prefix[:, None], np.arange(n)[None, :]], suffix[:, None]]  # [T, n]
+        at = table[prefix[:, None], np.arange(n)[None, :]]
+        return table[at, suffix[:, None]], at
+
+    def _replaced(self, base: Episode, t: int, g: int) -> Episode:
+        word = base._word.copy()
+        word[t] = g
+        ep = self._render(word)
+        ep._word = word
+        return ep
+
+    def counterfactual(self, base: Episode, rng: np.random.Generator,
+                       settings: dict[str, Any]) -> Counterfactual | None:
+        """Replace the element read at one step by another that changes the final product;
+        every other step of the word is unchanged, so the texts differ in that one word.
+
+        `step: random` draws among the steps where some replacement changes the product (every
+        step in a group; for the flip-flop, the last write and the steps after it)."""
+        T = len(base._word)
+        finals, _ = self._finals(base)
         base_final = int(base.state[-1, 0])
         changes = finals != base_final
         steps = [T - 1] if settings["step"] == "last" else np.flatnonzero(changes.any(axis=1))
@@ -155,8 +171,25 @@ class Groups(World):
         if len(options) == 0:
             return None
         new = int(options[rng.integers(len(options))])
-        new_word = word.copy()
-        new_word[t] = new
-        source = self._render(new_word)
-        return Counterfactual(source=source, step=t, variable="element", readout_target="element",
-                              base_label=base_final, counterfactual_label=int(finals[t, new]))
+        return Counterfactual(source=self._replaced(base, t, new), step=t, variable="element",
+                              readout_target="element", base_label=base_final,
+                              counterfactual_label=int(finals[t, new]))
+
+    def placebo(self, base: Episode, pair: Counterfactual, rng: np.random.Generator,
+                settings: dict[str, Any]) -> Counterfactual | None:
+        """Replace one element by another that changes the running product at that step but
+        not the final one. In a group none exists (parity, cyclic, s3, s5): products cancel,
+        so changing any one element changes the final product. In the flip-flop monoid any
+        step before the last write has one (the write overrides it); drawn at random."""
+        finals, at = self._finals(base)
+        base_final = int(base.state[-1, 0])
+        ok = (finals == base_final) & (at != base.state[:, :1])
+        steps = np.flatnonzero(ok.any(axis=1))
+        if len(steps) == 0:
+            return None
+        t = int(steps[rng.integers(len(steps))])
+        options = np.flatnonzero(ok[t])
+        g = int(options[rng.integers(len(options))])
+        return Counterfactual(source=self._replaced(base, t, g), step=t, variable="element",
+                              readout_target=pair.readout_target, base_label=pair.base_label,
+                              counterfactual_label=pair.base_label)

@@ -15,12 +15,14 @@ from typing import Any
 import numpy as np
 
 from probekit.errors import SpecError
-from probekit.worlds.base import Counterfactual, Episode, Knob, Target, World, build_text
+from probekit.worlds.base import (Counterfactual, Episode, Knob, Target, Violation, World,
+                                  build_text, undefined_from)
 
 SIZES = (4, 6)
 PASS = -1
 DIRECTIONS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 MAX_TRIES = 1000  # games drawn before giving up on one that lasts `length` steps
+PLACEBO_TRIES = 32  # alternative moves replayed in search of a placebo before giving up
 
 
 @functools.lru_cache(maxsize=None)
@@ -81,6 +83,11 @@ def start_board(n: int) -> tuple[int, int]:
     return black, white
 
 
+@functools.lru_cache(maxsize=None)
+def _vocab(n: int) -> dict[str, int]:
+    return {w: i for i, w in enumerate([*geometry(n)[2], "pass"])}
+
+
 def _bits(x: int) -> list[int]:
     out, i = [], 0
     while x:
@@ -95,7 +102,7 @@ class Othello(World):
     """Board-state tracking from a move list."""
 
     name = "othello"
-    version = "1"
+    version = "2"
     description = ("Random legal Othello games on a small board, one move (or pass) per step; "
                    "the state is the board: every square empty, black or white.")
     knobs = (
@@ -111,6 +118,13 @@ class Othello(World):
         Knob("readout", str, "mine", "what must follow: one square that differs at the last "
              "step, as empty/mine/theirs or as empty/black/white", choices=("mine", "color")),
     )
+    violation_knobs = (
+        Knob("kinds", tuple, ("unflanking", "occupied"), "which illegal move the impossible "
+             "edit plays: `unflanking` (an empty square that turns nothing over), `occupied` (a "
+             "square that already holds a disc)", choices=("unflanking", "occupied")),
+        Knob("step", str, "random", "which step: a uniformly drawn one among those that admit "
+             "the edit, or the last", choices=("random", "last")),
+    )
 
     @classmethod
     def check_knobs(cls, params: dict[str, Any], where: str) -> None:
@@ -124,7 +138,7 @@ class Othello(World):
         return geometry(self.params["size"])[2]
 
     def vocabulary(self) -> list[str]:
-        return [*self.squares, "pass"]
+        return list(_vocab(self.params["size"]))
 
     def targets(self) -> list[Target]:
         sq = self.squares
@@ -195,7 +209,7 @@ class Othello(World):
         mine = np.where(color == 0, 0, np.where(color == after[:, None] + 1, 1, 2))
         steps = [["pass" if m == PASS else sq[m]] for m in moves]
         text, spans, tokens, token_steps, _, _ = build_text(
-            steps, {w: i for i, w in enumerate(self.vocabulary())})
+            steps, _vocab(n))
         obs = np.zeros((T, S + 1), dtype=np.float32)
         obs[np.arange(T), np.array(moves)] = 1  # PASS (-1) is the last column
         labels = {}
@@ -223,6 +237,25 @@ class Othello(World):
         ep._moves, ep._boards = moves, boards  # for counterfactuals; not part of the row
         return ep
 
+    def _legal_before(self, base: Episode) -> list[int]:
+        """The mover's legal moves before each step of `base`."""
+        n = self.params["size"]
+        return [legal_moves(n, *start_board(n))] + [b[2] for b in base._boards[:-1]]
+
+    def _replace(self, base: Episode, t: int, move: int
+                 ) -> tuple[list[int], list[tuple[int, int, int]]] | None:
+        """The moves and boards of `base` with `move` played at step t and every later step
+        kept, or None if a later step is no longer legal."""
+        moves, boards = base._moves, base._boards
+        new = moves[:t] + [move] + moves[t + 1:]
+        after = self.play(new[t:], t, boards[t - 1][:2] if t else None)
+        return None if after is None else (new, boards[:t] + after)
+
+    def _episode(self, moves: list[int], boards: list[tuple[int, int, int]]) -> Episode:
+        ep = self._render(moves, boards)
+        ep._moves, ep._boards = moves, boards
+        return ep
+
     def counterfactual(self, base: Episode, rng: np.random.Generator,
                        settings: dict[str, Any]) -> Counterfactual | None:
         """Play another legal move at step t and keep every later step as it was.
@@ -233,10 +266,9 @@ class Othello(World):
         where such an alternative exists). The readout is one square, drawn among those that
         differ at the last step (the square base played at t is one: nothing fills it later
         in the source)."""
-        n = self.params["size"]
-        moves, boards = base._moves, base._boards
+        moves = base._moves
         T = len(moves)
-        legal_at = [legal_moves(n, *start_board(n))] + [b[2] for b in boards[:-1]]
+        legal_at = self._legal_before(base)
         family = settings["readout"]
         steps = [T - 1] if settings["step"] == "last" else list(range(T))
         for i in rng.permutation(len(steps)).tolist():
@@ -245,12 +277,9 @@ class Othello(World):
                 continue
             options = [m for m in _bits(legal_at[t]) if m != moves[t]]
             for j in rng.permutation(len(options)).tolist():
-                new = moves[:t] + [options[j]] + moves[t + 1:]
-                after = self.play(new[t:], t, boards[t - 1][:2] if t else None)
-                if after is None:
+                if self._final(base, t, options[j]) is None:
                     continue
-                new_boards = boards[:t] + after
-                source = self._render(new, new_boards)
+                source = self._episode(*self._replace(base, t, options[j]))
                 differ = [s for s in self.squares if base.labels[f"{family}.{s}"][-1]
                           != source.labels[f"{family}.{s}"][-1]]
                 target = f"{family}.{differ[int(rng.integers(len(differ)))]}"
@@ -258,4 +287,91 @@ class Othello(World):
                                       readout_target=target,
                                       base_label=int(base.labels[target][-1]),
                                       counterfactual_label=int(source.labels[target][-1]))
+        return None
+
+    def _final(self, base: Episode, t: int, move: int) -> tuple[int, int, int] | None:
+        """Black, white and the legal moves after the last step of `base` with `move` played
+        at step t and every later step kept, or None if a later step is no longer legal (a
+        faster `_replace` for searches: legality from the flips alone, no per-step legal
+        moves, and the base's end as soon as the boards meet the base's again)."""
+        n = self.params["size"]
+        moves, boards = base._moves, base._boards
+        board = list(boards[t - 1][:2] if t else start_board(n))
+        player = t % 2
+        for s, m in enumerate([move] + moves[t + 1:], start=t):
+            me, opp = board[player], board[1 - player]
+            if m == PASS:
+                if legal_moves(n, me, opp) or not legal_moves(n, opp, me):
+                    return None
+            else:
+                f = flips(n, me, opp, m)
+                if not f or (me | opp) >> m & 1:
+                    return None
+                board[player], board[1 - player] = me | f | (1 << m), opp & ~f
+            player = 1 - player
+            if (board[0], board[1]) == boards[s][:2]:
+                return boards[-1]
+        return board[0], board[1], legal_moves(n, board[player], board[1 - player])
+
+    def placebo(self, base: Episode, pair: Counterfactual, rng: np.random.Generator,
+                settings: dict[str, Any]) -> Counterfactual | None:
+        """Play another legal move at some step, every later step kept and still legal, such
+        that at the last step the readout square holds the same disc and the set of legal
+        moves is the same as in the base (the board differs along the way). Steps and moves
+        are tried in random order, at most PLACEBO_TRIES (32) of them (a move the base may
+        play at the end is never one: it would be filled); such moves are rare, and the card
+        reports the share of pairs that have one."""
+        moves, boards = base._moves, base._boards
+        square = self.squares.index(pair.readout_target.split(".", 1)[1])
+        bit = 1 << square
+        black, white, legal = boards[-1]
+        want = (black & bit, white & bit, legal)
+        legal_at = self._legal_before(base)
+        candidates = [(t, m) for t, here in enumerate(moves) if here != PASS
+                      for m in _bits(legal_at[t] & ~legal) if m != here]
+        for i in rng.permutation(len(candidates))[:PLACEBO_TRIES].tolist():
+            t, m = candidates[i]
+            end = self._final(base, t, m)
+            if end is not None and (end[0] & bit, end[1] & bit, end[2]) == want:
+                return Counterfactual(source=self._episode(*self._replace(base, t, m)),
+                                      step=t, variable="move",
+                                      readout_target=pair.readout_target,
+                                      base_label=pair.base_label,
+                                      counterfactual_label=pair.base_label)
+        return None
+
+    def violation(self, base: Episode, rng: np.random.Generator,
+                  settings: dict[str, Any]) -> Violation | None:
+        """At a step where the mover had a choice, the impossible episode plays an illegal
+        square (`unflanking`: an empty square that turns nothing over; `occupied`: a square
+        that holds a disc) and the possible twin another legal move after which every later
+        step stays legal (as a counterfactual does); both keep the base's later steps. The
+        board after an illegal move is undefined, so the impossible episode's labels are too.
+        The kind is drawn among the declared ones this episode admits, then the step."""
+        n = self.params["size"]
+        moves, boards = base._moves, base._boards
+        T = len(moves)
+        full = (1 << n * n) - 1
+        legal_at = self._legal_before(base)
+        steps = [T - 1] if settings["step"] == "last" else list(range(T))
+        kinds = list(settings["kinds"])
+        for kind in (kinds[i] for i in rng.permutation(len(kinds)).tolist()):
+            for t in (steps[i] for i in rng.permutation(len(steps)).tolist()):
+                if moves[t] == PASS:
+                    continue
+                black, white = boards[t - 1][:2] if t else start_board(n)
+                taken = black | white
+                bad = _bits(taken if kind == "occupied" else full & ~taken & ~legal_at[t])
+                legal = [m for m in _bits(legal_at[t]) if m != moves[t]]
+                if not bad or not legal:
+                    continue
+                good = next((legal[j] for j in rng.permutation(len(legal)).tolist()
+                             if self._final(base, t, legal[j]) is not None), None)
+                if good is None:
+                    continue
+                square = bad[int(rng.integers(len(bad)))]
+                new = moves[:t] + [square] + moves[t + 1:]
+                impossible = undefined_from(self._episode(new, boards), t, base)
+                return Violation(possible=self._episode(*self._replace(base, t, good)),
+                                 impossible=impossible, step=t, kind=kind, variable="move")
         return None
