@@ -335,9 +335,21 @@ def card(task: Task, repo: str | None = None) -> str:
 # --- export ---------------------------------------------------------------------------------
 
 def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output folder {str(out)!r} is a file; pass a new or empty folder")
+    if out.exists() and any(out.iterdir()):
         raise UserError(f"output folder {str(out)!r} exists and is not empty; pass a new or "
                         "empty folder")
+
+
+def check_export_folder(out: str | os.PathLike) -> Path:
+    """Everything about an export's `--out` that can fail, before any data is generated: an
+    existing file or non-empty folder, a file in place of a parent, no write permission."""
+    from probekit.io import check_output_dir
+
+    out = Path(out)
+    _check_out(out)
+    return check_output_dir(out, "--out")
 
 
 def _write_export(task: Task, folder: Path, repo: str | None) -> None:

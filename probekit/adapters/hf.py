@@ -19,7 +19,7 @@ from torch import nn
 
 from probekit.adapters.base import (Adapter, Batch, ModelIdentity, files_sha256, n_params,
                                     resolve_device, state_sha256)
-from probekit.errors import DataError, ModelError
+from probekit.errors import DataError, ModelError, NetworkError
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -94,6 +94,46 @@ def check_size(folder: Path, config: Any, auto: Any, trust_remote_code: bool) ->
         raise ModelError(f"config.json in {str(folder)!r} describes a model of {needed:,} "
                          f"parameters but its weights hold {held:,} values: the config does not "
                          "belong to these weights; restore the config saved with them")
+
+
+def check_config(name: str, config: Any) -> None:
+    """Refuse, before anything is allocated, a config that builds no blocks (`n_layer: 0`):
+    the config is at fault, not the adapter."""
+    n = getattr(config, "num_hidden_layers", None)
+    if isinstance(n, int) and not isinstance(n, bool) and n < 1:
+        raise ModelError(f"config.json of {name!r} sets the number of blocks (num_hidden_layers"
+                         f", n_layer) to {n}: the config does not belong to these weights; "
+                         "restore the config saved with them")
+
+
+def check_vocabulary(name: str, model: nn.Module, tokenizer: Any) -> None:
+    """Every token id the tokenizer can produce must have a row in the embedding table."""
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    rows = getattr(embed, "num_embeddings", None)
+    if rows is None:
+        return
+    try:
+        top = max(tokenizer.get_vocab().values(), default=-1)
+    except Exception:  # a tokenizer without a vocabulary listing: nothing to compare
+        return
+    if top >= rows:
+        raise ModelError(f"the tokenizer of {name!r} has token ids up to {top} but the model's "
+                         f"embedding table has {rows} rows: the tokenizer does not belong to "
+                         "this model; save the tokenizer it was trained with into the folder")
+
+
+def is_network_failure(e: BaseException) -> bool:
+    """A failure to reach the Hub (not a bad id): transport errors, or transformers' message
+    for them."""
+    try:
+        import httpx2
+
+        if isinstance(e, httpx2.TransportError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    text = str(e)
+    return "couldn't connect to" in text or "offline mode" in text.lower()
 
 
 def check_loaded(name: str, model: nn.Module, info: dict[str, Any]) -> None:
@@ -181,6 +221,7 @@ class HFAdapter(Adapter):
         try:
             config = transformers.AutoConfig.from_pretrained(
                 name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+            check_config(name_or_path, config)
             archs = getattr(config, "architectures", None) or []
             causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
             auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
@@ -193,10 +234,20 @@ class HFAdapter(Adapter):
             tokenizer = transformers.AutoTokenizer.from_pretrained(
                 name_or_path, revision=revision, trust_remote_code=trust_remote_code)
         except LOAD_ERRORS as e:
+            if not is_local and is_network_failure(e):
+                raise NetworkError(f"could not download model {name_or_path!r}: "
+                                   f"{load_error(name_or_path, e).split(': ', 1)[-1]}; check "
+                                   "the network (or HF_HUB_OFFLINE)") from None
             raise ModelError(load_error(name_or_path, e)) from None
+        except Exception as e:  # httpx transport errors are not OSErrors
+            if not is_local and is_network_failure(e):
+                raise NetworkError(f"could not download model {name_or_path!r}: "
+                                   f"{type(e).__name__}: {e}; check the network") from None
+            raise
         finally:
             transformers.utils.logging.set_verbosity(verbosity)
         check_loaded(name_or_path, model, info)
+        check_vocabulary(name_or_path, model, tokenizer)
         if is_local:
             folder = local.resolve()
             sha = files_sha256(weight_files(folder) + [folder / f for f in IDENTITY_FILES
