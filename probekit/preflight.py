@@ -107,20 +107,33 @@ def check_model_name(model: Any) -> None:
         raise
 
 
+def check_model_files(model: Any) -> None:
+    """A local checkpoint folder's config.json, read with bounds before anything else parses
+    it (`probekit.adapters.hf.check_config_file`)."""
+    from probekit.adapters.hf import check_config_file, local_path
+
+    if not isinstance(model, (str, os.PathLike)):
+        return
+    config = local_path(str(model)) / "config.json"
+    if config.is_file():
+        check_config_file(config)
+
+
 def check_hub(model_id: str, revision: str | None = None, timeout: float = 10.0) -> None:
-    """A Hub id must be downloadable now: in the local cache when HF_HUB_OFFLINE is set,
-    else the Hub must answer for it — once, with `timeout`, never retried (NetworkError,
-    exit 1, when the network fails; ModelError, exit 2, when the Hub has no such model)."""
+    """A Hub id must be downloadable now: in the local cache when HF_HUB_OFFLINE is set
+    (else ModelError, exit 2, as `submit --repo` and `data push` refuse offline mode), else the
+    Hub must answer for it — once, with `timeout`, never retried (NetworkError, exit 1, when the
+    network fails; ModelError, exit 2, when the Hub has no such model)."""
     from huggingface_hub import HfApi, constants, try_to_load_from_cache
     from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
     cached = isinstance(try_to_load_from_cache(model_id, "config.json", revision=revision), str)
-    if constants.is_offline_mode():
+    if constants.is_offline_mode():  # the user's own setting forbids the download: exit 2
         if not cached:
-            raise NetworkError(f"model {model_id!r} is not in the local Hugging Face cache and "
-                               "HF_HUB_OFFLINE is set; unset HF_HUB_OFFLINE to download it, or "
-                               "pass a local checkpoint folder")
+            raise ModelError(f"model {model_id!r} is not in the local Hugging Face cache and "
+                             "HF_HUB_OFFLINE is set; unset HF_HUB_OFFLINE to download it, or "
+                             "pass a local checkpoint folder")
         return
     api = HfApi()
     try:
@@ -180,6 +193,7 @@ def check_eval(model: Any, tasks: str | Sequence[str], *, layers: str | Sequence
         raise UserError("no model given; pass a checkpoint folder, a shipped checkpoint name or "
                         "a Hub id (org/name)")
     include = list(include)
+    check_model_files(model)
     loaded = [load_task(name, include) for name in task_names]
     for task in loaded:
         task.check_size()

@@ -178,9 +178,9 @@ _held_guard = threading.Lock()
 class Store:
     """A local results store rooted at a folder."""
 
-    def __init__(self, root: str | os.PathLike, lock_timeout: float = LOCK_TIMEOUT_S):
+    def __init__(self, root: str | os.PathLike, lock_timeout: float | None = None):
         self.root = Path(root)
-        self.lock_timeout = lock_timeout
+        self.lock_timeout = lock_timeout  # None: LOCK_TIMEOUT_S
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -395,7 +395,7 @@ class Store:
             raise StorageError(f"cannot lock store {str(self.root)!r}: "
                                f"{os_error_text(e, path)}") from None
         try:
-            wait = self.lock_timeout if timeout is None else timeout
+            wait = next(t for t in (timeout, self.lock_timeout, LOCK_TIMEOUT_S) if t is not None)
             deadline = time.monotonic() + wait
             while True:
                 try:

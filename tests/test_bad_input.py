@@ -54,10 +54,14 @@ def test_corrupt_or_truncated_weights(tiny_gpt2, tasks, tmp_path, capsys, damage
 
 
 @pytest.mark.parametrize("config, needle", [
-    ({"n_layer": 3}, "describes a model of"),  # more blocks than the weights hold
+    ({"n_layer": 3}, "builds 3 blocks but its weights hold 2 (transformer.h.0 … transformer.h.1)"),
     ({"n_embd": 64}, "describes a model of"),
-    ({"model_type": "llama"}, "describes a model of"),  # would allocate billions of parameters
-    ({"n_layer": 1}, "holds weights of blocks the config does not build"),
+    ({"model_type": "llama"}, "builds 32 blocks but its weights hold 2"),  # billions of
+    ({"model_type": "llama", "num_hidden_layers": 2}, "describes a model of"),  # parameters
+    ({"n_layer": 1}, "builds 1 block but its weights hold 2"),
+    ({"n_layer": 0}, "sets the number of blocks (n_layer) to 0; it must be in [1, 1024]"),
+    ({"n_layer": 10 ** 12}, "(MAX_LAYERS)"),  # would build blocks for ever
+    ({"vocab_size": 0}, "sets vocab_size to 0; it must be in [1, 16,777,216] (MAX_SIZE)"),
     ({"vocab_size": 20}, f"weight transformer.wte.weight is ({VOCAB}, 32) in the file"),
 ])
 def test_config_and_weights_that_do_not_match(tiny_gpt2, tasks, tmp_path, capsys, config, needle):
@@ -79,7 +83,7 @@ def test_weights_missing_from_the_file(tiny_gpt2, tasks, tmp_path, capsys):
 def test_config_that_is_not_json(tiny_gpt2, tasks, tmp_path, capsys):
     folder = copy_checkpoint(tiny_gpt2, tmp_path / "ckpt")
     (folder / "config.json").write_text("{not json")
-    bad(eval_args(folder, tasks, tmp_path / "out"), capsys, "not a valid JSON file")
+    bad(eval_args(folder, tasks, tmp_path / "out"), capsys, "config.json: not valid JSON (")
 
 
 def test_folder_without_tokenizer(tiny_gpt2, tasks, tmp_path, capsys):
