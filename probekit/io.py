@@ -98,7 +98,9 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 # --- bounded reads ----------------------------------------------------------------------------
 
 def _mb(n: int) -> str:
-    return f"{n / 2 ** 20:,.1f} MB" if n >= 2 ** 20 else f"{n:,} bytes"
+    if n >= 2 ** 20:
+        return f"{n / 2 ** 20:,.1f} MB"
+    return f"{n / 2 ** 10:,.1f} KB" if n >= 2 ** 10 else f"{n:,} bytes"
 
 
 def read_bytes(path: str | os.PathLike, limit: int, limit_name: str,

@@ -148,6 +148,10 @@ def check_hub(model_id: str, revision: str | None = None, timeout: float = 10.0)
         raise ModelError(f"model {model_id!r} has no revision {revision!r}") from None
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else None
+        if status in (401, 403, 404):
+            raise ModelError(f"model {model_id!r} is not on {api.endpoint} or not visible with "
+                             f"your token (HTTP {status}); check the id, or log in with "
+                             "`hf auth login`") from None
         raise NetworkError(f"the Hub at {api.endpoint} answered HTTP {status} for model "
                            f"{model_id!r}; try again later") from None
     except Exception as e:  # httpx transport errors, OSError, timeouts: the network failed
