@@ -448,8 +448,11 @@ def push(task: Task, repo: str, *, endpoint: str | None = None, private: bool = 
     offline = UserError("cannot push while HF_HUB_OFFLINE is set; unset it to publish to the Hub")
     if constants.is_offline_mode():
         raise offline
+    from probekit.hub import check_reachable, quiet_hub
+
     api = HfApi(endpoint=endpoint)
-    with tempfile.TemporaryDirectory(prefix=f"probekit-{task.name}-") as tmp:
+    check_reachable(api.endpoint)  # at once, before the export and without retries
+    with quiet_hub(), tempfile.TemporaryDirectory(prefix=f"probekit-{task.name}-") as tmp:
         folder = export(task, Path(tmp) / "export", repo=repo)
         files = sorted(p for p in folder.rglob("*") if p.is_file())
         operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(),
@@ -465,7 +468,9 @@ def push(task: Task, repo: str, *, endpoint: str | None = None, private: bool = 
         except OfflineModeIsEnabled:
             raise offline from None
         except httpx2.TransportError as e:
-            raise ProbekitError(f"cannot reach the Hub at {api.endpoint} ({e})") from None
+            from probekit.errors import NetworkError
+
+            raise NetworkError(f"cannot reach the Hub at {api.endpoint} ({e})") from None
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else None
             if status in (401, 403):

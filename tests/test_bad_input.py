@@ -80,6 +80,39 @@ def test_weights_missing_from_the_file(tiny_gpt2, tasks, tmp_path, capsys):
         "1 weights the config needs are not in the file (first: transformer.ln_f.weight)")
 
 
+CONFIG = {"n_layer": 2, "n_embd": 32, "model_type": "gpt2", "vocab_size": VOCAB}
+
+
+@pytest.mark.parametrize("text, needle", [
+    (json.dumps({**CONFIG, "n_layer": "two"}), "config.json: n_layer is 'two'; it must be a whole"),
+    (json.dumps({**CONFIG, "n_layer": 2.5}), "config.json: n_layer is 2.5; it must be a whole"),
+    (json.dumps({**CONFIG, "n_embd": -5}), "sets n_embd to -5; it must be in [1, 16,777,216]"),
+    ("[1, 2]", "config.json: expected a JSON object, got list"),
+    ('{"a":' + "[" * 100_000 + "]" * 100_000 + "}", "(MAX_JSON_DEPTH)"),
+    (b"\xff\xfe{}", "config.json: cannot read (not UTF-8 text"),
+])
+def test_config_files_refused_before_loading(tiny_gpt2, tasks, tmp_path, capsys, text, needle):
+    """Found by fuzzing the checkpoint files: these used to end as `unexpected
+    StrictDataclassFieldValidationError` or `RecursionError` (exit 1)."""
+    folder = copy_checkpoint(tiny_gpt2, tmp_path / "ckpt")
+    (folder / "config.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    bad(eval_args(folder, tasks, tmp_path / "out"), capsys, needle, out=tmp_path / "out")
+
+
+@pytest.mark.parametrize("file, text, needle", [
+    ("tokenizer.json", "[]", "(TypeError: "),
+    ("tokenizer_config.json", "[]", "(AttributeError: "),
+    ("tokenizer_config.json", json.dumps({"pad_token": 5}), "(TypeError: Special token pad_token"),
+])
+def test_tokenizer_files_that_do_not_build(tiny_gpt2, tasks, tmp_path, capsys, file, text,
+                                           needle):
+    folder = copy_checkpoint(tiny_gpt2, tmp_path / "ckpt")
+    (folder / file).write_text(text)
+    bad(eval_args(folder, tasks, tmp_path / "out"), capsys,
+        "the tokenizer files of", "cannot be loaded", needle,
+        "save the tokenizer again with tokenizer.save_pretrained()", out=tmp_path / "out")
+
+
 def test_config_that_is_not_json(tiny_gpt2, tasks, tmp_path, capsys):
     folder = copy_checkpoint(tiny_gpt2, tmp_path / "ckpt")
     (folder / "config.json").write_text("{not json")

@@ -195,6 +195,27 @@ def test_a_hub_id_the_hub_does_not_have(tasks, tmp_path, capsys, no_work, monkey
         hub.shutdown()
 
 
+@pytest.mark.parametrize("command", ["submit", "data push"])
+def test_publishing_when_the_network_is_down_fails_at_once(tmp_path, capsys, monkeypatch,
+                                                          tiny_task_dir, command):
+    """`submit --repo` and `data push` used to retry for 30 s, printing every retry."""
+    from huggingface_hub import constants
+
+    from probekit.io import write_json
+    from tests.result_factory import make
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    if command == "submit":
+        argv = ["submit", str(write_json(tmp_path / "r.json", make())), "--repo", "org/board"]
+    else:
+        argv = ["data", "push", "boxes-tiny", "--include-path", str(tiny_task_dir), "--repo",
+                "org/board"]
+    t0 = time.monotonic()
+    refused(argv + ["--endpoint", "http://127.0.0.1:9"], capsys, 1,
+            "cannot reach http://127.0.0.1:9 (Connection refused); check the network")
+    assert time.monotonic() - t0 < 10
+
+
 # --- once the model is loaded, before any latents -----------------------------------------
 
 def _gpt2_with(folder: Path, words: list[str], normalize_digits: bool = False) -> Path:
