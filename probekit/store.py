@@ -15,6 +15,7 @@ path, so `--replace` can only ever replace the same model's result.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -259,8 +260,10 @@ class Store:
                 if other is not None:
                     raise ResultError(_case_clash(path, other))
                 action = "new"
-            elif layout.identity(old) != layout.identity(result):  # cannot happen: paths are
-                raise ResultError(f"{self.root / path} holds {layout.identity(old)}, not "  # 1:1
+            elif layout.identity(old) != layout.identity(result):
+                # Unreachable while store paths are one-to-one; kept so that --replace can
+                # never touch another model's result whatever the mapping becomes.
+                raise ResultError(f"{self.root / path} holds {layout.identity(old)}, not "
                                   f"{layout.identity(result)}; refusing to touch it")
             elif old["run_id"] == result["run_id"]:
                 action = "same"
@@ -341,7 +344,16 @@ class Store:
             mask = os.umask(0)
             os.umask(mask)
             os.chmod(tmp, 0o666 & ~mask)
-            os.link(tmp, target)
+            try:
+                os.link(tmp, target)
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
+                                   errno.ENOSYS):
+                    raise
+                # A file system without hard links: under the lock, check and rename.
+                if target.exists():
+                    raise FileExistsError(errno.EEXIST, "File exists") from None
+                os.replace(tmp, target)
         except FileExistsError:
             if tmp is None:  # a file stands where a folder is needed
                 raise StorageError(f"cannot write {str(target)!r}: "
@@ -402,12 +414,17 @@ class Store:
                     fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise StorageError(
-                            f"store {str(self.root)!r} is locked by another probekit process "
-                            f"({_holder(path)}) and stayed locked for {wait:g} s "
-                            "(LOCK_TIMEOUT_S); wait for it to finish and submit again") from None
-                    time.sleep(_POLL_S)
+                    pass
+                except OSError as e:  # ENOLCK: a file system without locks
+                    raise StorageError(f"cannot lock store {str(self.root)!r} "
+                                       f"({e.strerror or e}); its file system does not "
+                                       "support locks: use a store on a local disk") from None
+                if time.monotonic() >= deadline:
+                    raise StorageError(
+                        f"store {str(self.root)!r} is locked by another probekit process "
+                        f"({_holder(path)}) and stayed locked for {wait:g} s "
+                        "(LOCK_TIMEOUT_S); wait for it to finish and submit again")
+                time.sleep(_POLL_S)
             with contextlib.suppress(OSError):
                 fh.seek(0)
                 fh.truncate()
