@@ -178,6 +178,10 @@ def test_malformed_yaml_names_the_line(tmp_path, capsys):
     ({"splits": {"train": {"size": 4}, "val": {"size": 4, "seed": 2},
                  "test": {"size": 4, "seed": 3}}}, ["splits.train: missing required field 'seed'"]),
     ({"targets": []}, ["list at least one target"]),
+    ({"splits": {"train": {"size": 4, "seed": -1}, "val": {"size": 4, "seed": 2},
+                 "test": {"size": 4, "seed": 3}}}, ["splits.train.seed: must be in [0, 2**32), "
+                                                    "got -1"]),
+    ({"control": {"seed": 2 ** 40}}, ["control.seed: must be in [0, 2**32)"]),
     ({"control": {"feature": "colour"}}, ["control.feature: 'colour' is not valid; valid:"]),
 ])
 def test_bad_spec_names_the_field_and_what_is_valid(tmp_path, capsys, changes, needles):

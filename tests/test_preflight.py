@@ -131,8 +131,8 @@ def test_split_sizes_are_bounded(tiny_gpt2, tmp_path, capsys, no_work, size, nee
 
 
 def test_the_data_a_split_would_make_is_bounded(tiny_gpt2, tmp_path, capsys, no_work):
-    """Cellular automata of 128 cells × 512 rows: 1,000 episodes hold about 100 million numbers
-    each split, and 100,000 hold more than anything fits in memory."""
+    """Cellular automata of 128 cells × 512 rows hold about 350,000 numbers an episode:
+    100,000 of them would not fit in memory."""
     folder = tmp_path / "tasks"
     folder.mkdir()
     (folder / "wide.yaml").write_text(
