@@ -407,9 +407,21 @@ def card(task: Task, repo: str | None = None) -> str:
 # --- export ---------------------------------------------------------------------------------
 
 def _check_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output folder {str(out)!r} is a file; pass a new or empty folder")
+    if out.exists() and any(out.iterdir()):
         raise UserError(f"output folder {str(out)!r} exists and is not empty; pass a new or "
                         "empty folder")
+
+
+def check_export_folder(out: str | os.PathLike) -> Path:
+    """Everything about an export's `--out` that can fail, before any data is generated: an
+    existing file or non-empty folder, a file in place of a parent, no write permission."""
+    from probekit.io import check_output_dir
+
+    out = Path(out)
+    _check_out(out)
+    return check_output_dir(out, "--out")
 
 
 def _write_export(task: Task, folder: Path, repo: str | None) -> None:
@@ -512,8 +524,11 @@ def push(task: Task, repo: str, *, endpoint: str | None = None, private: bool = 
     offline = UserError("cannot push while HF_HUB_OFFLINE is set; unset it to publish to the Hub")
     if constants.is_offline_mode():
         raise offline
+    from probekit.hub import check_reachable, quiet_hub
+
     api = HfApi(endpoint=endpoint)
-    with tempfile.TemporaryDirectory(prefix=f"probekit-{task.name}-") as tmp:
+    check_reachable(api.endpoint)  # at once, before the export and without retries
+    with quiet_hub(), tempfile.TemporaryDirectory(prefix=f"probekit-{task.name}-") as tmp:
         folder = export(task, Path(tmp) / "export", repo=repo)
         files = sorted(p for p in folder.rglob("*") if p.is_file())
         operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(),
@@ -529,7 +544,9 @@ def push(task: Task, repo: str, *, endpoint: str | None = None, private: bool = 
         except OfflineModeIsEnabled:
             raise offline from None
         except httpx2.TransportError as e:
-            raise ProbekitError(f"cannot reach the Hub at {api.endpoint} ({e})") from None
+            from probekit.errors import NetworkError
+
+            raise NetworkError(f"cannot reach the Hub at {api.endpoint} ({e})") from None
         except HfHubHTTPError as e:
             status = e.response.status_code if e.response is not None else None
             if status in (401, 403):

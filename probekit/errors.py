@@ -61,6 +61,11 @@ class StorageError(ProbekitError):
     behind) or a cached file that can no longer be read. A runtime failure: CLI exit code 1."""
 
 
+class NetworkError(ProbekitError):
+    """The network failed (the Hub unreachable, offline mode without a cached copy): a runtime
+    failure, CLI exit code 1, reported at once and never retried."""
+
+
 class ProbekitWarning(UserWarning):
     """Something the user should know that does not stop the run (e.g. a target skipped)."""
 

@@ -6,6 +6,7 @@ Tokens come from the usual huggingface_hub login (`HfApi()` finds them) and are 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,8 +14,12 @@ from typing import Any
 
 import yaml
 
-from probekit.errors import ProbekitError, UserError
+from probekit.errors import NetworkError, ProbekitError, UserError
 from probekit.store import encode, path_in_store
+
+CONNECT_TIMEOUT_S = 10.0  # the one attempt to reach the Hub before anything is sent
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy",
+                   "all_proxy")
 
 SOURCE_NAME = "probekit leaderboard"
 
@@ -100,20 +105,60 @@ def eval_results_commits(results: Sequence[dict[str, Any]], dataset_id: str, end
             for model, files in sorted(by_model.items())]
 
 
+def check_reachable(endpoint: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """One TCP connection to the endpoint's host, so that an unreachable Hub fails at once
+    (NetworkError, exit 1) instead of after huggingface_hub's retries (about 30 s of them).
+    Nothing is sent; skipped behind a proxy, where only the proxy can reach the Hub."""
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in PROXY_VARIABLES):
+        return
+    url = urlsplit(endpoint)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    if not host or url.scheme not in ("http", "https"):
+        raise UserError(f"endpoint {endpoint!r} is not an http(s) URL; pass --endpoint "
+                        "https://HOST")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise NetworkError(f"cannot reach {endpoint} ({reason}); check the network or "
+                           "--endpoint") from None
+
+
+@contextlib.contextmanager
+def quiet_hub():
+    """huggingface_hub's own log lines (each retry, say) silenced: one line per failure."""
+    from huggingface_hub.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+
+
 def open_pr(commit: Commit, endpoint: str | None = None):
     """Create `commit` on the Hub as a pull request; returns huggingface_hub's CommitInfo."""
     import httpx2
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi, constants
     from huggingface_hub.errors import (HfHubHTTPError, OfflineModeIsEnabled,
                                         RepositoryNotFoundError)
 
     api = HfApi(endpoint=endpoint)
     where = f"{commit.repo_type} repo {commit.repo_id} at {api.endpoint}"
     try:
-        return api.create_commit(
-            commit.repo_id, repo_type=commit.repo_type, create_pr=True,
-            operations=[CommitOperationAdd(path, data) for path, data in commit.files.items()],
-            commit_message=commit.message, commit_description=commit.description)
+        if constants.is_offline_mode():
+            raise OfflineModeIsEnabled("offline")
+        check_reachable(api.endpoint)
+        with quiet_hub():
+            return api.create_commit(
+                commit.repo_id, repo_type=commit.repo_type, create_pr=True,
+                operations=[CommitOperationAdd(path, data) for path, data in commit.files.items()],
+                commit_message=commit.message, commit_description=commit.description)
     except OfflineModeIsEnabled:
         raise UserError("cannot publish while HF_HUB_OFFLINE is set; unset it, or use --dry-run "
                         "to see the operations") from None
@@ -128,8 +173,8 @@ def open_pr(commit: Commit, endpoint: str | None = None):
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ProbekitError(f"the Hub refused the commit to {where}: {first}") from None
     except (httpx2.TransportError, OSError) as e:
-        raise ProbekitError(f"cannot reach {api.endpoint} ({type(e).__name__}); check the "
-                            "network or --endpoint") from None
+        raise NetworkError(f"cannot reach {api.endpoint} ({type(e).__name__}); check the "
+                           "network or --endpoint") from None
 
 
 def publish(results: Sequence[dict[str, Any]], repo_id: str, *, endpoint: str | None = None,

@@ -17,7 +17,6 @@ from typing import Any
 import polars as pl
 
 from probekit.errors import ResultError, UserError
-from probekit.io import atomic_path, write_text
 from probekit.store import Store
 
 ASSETS = Path(__file__).resolve().parent.parent / "leaderboard"
@@ -150,13 +149,36 @@ def render(data: dict[str, Any]) -> str:
             .replace("<!-- probekit:script -->", f"<script>\n{_asset('leaderboard.js')}</script>"))
 
 
+OUTPUTS = ("leaderboard.parquet", "index.html")
+
+
+def check_outputs(out: str | os.PathLike) -> list[Path]:
+    """The files `build` writes, refused before anything is read when one cannot be written:
+    `out` a file, or a folder standing where one of the files goes."""
+    from probekit.io import check_output_dir
+
+    out = check_output_dir(out, "--out")
+    paths = [out / name for name in OUTPUTS]
+    for path in paths:
+        if path.is_dir():
+            raise UserError(f"--out: {str(path)!r} is a folder where the leaderboard writes a "
+                            "file; move it or pass another --out")
+    return paths
+
+
 def build(store: str | os.PathLike, out: str | os.PathLike) -> list[Path]:
-    """Read the store at `store`; write `leaderboard.parquet` and `index.html` into `out`."""
-    results = Store(store).results()
+    """Read the store at `store`; write `leaderboard.parquet` and `index.html` into `out`, both
+    or neither (outputs are checked first, then both files are written and renamed together)."""
+    import io
+
+    from probekit.io import write_all
+
+    parquet, html = check_outputs(out)
+    source = Store(store).check(write=False)
+    results = source.results()
     if not results:
         raise UserError(f"store {str(store)!r} holds no results; file some with `probekit submit`")
-    out = Path(out)
-    parquet = out / "leaderboard.parquet"
-    with atomic_path(parquet) as tmp:
-        table(results).write_parquet(tmp)
-    return [parquet, write_text(out / "index.html", render(page_data(results)))]
+    buffer = io.BytesIO()
+    table(results).write_parquet(buffer)
+    page = render(page_data(results)).encode("utf-8")
+    return write_all({parquet: buffer.getvalue(), html: page})

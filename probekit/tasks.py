@@ -23,8 +23,9 @@ import numpy as np
 import yaml
 
 from probekit.errors import SpecError, UserError
-from probekit.io import stable_hash
+from probekit.io import read_text, stable_hash
 from probekit.registry import Registry
+from probekit.results import check_name
 from probekit.worlds import WORLDS, Target, World
 from probekit.worlds.base import annotate
 from probekit.worlds.rows import (pair_features, pair_row, violation_features,
@@ -35,6 +36,12 @@ REQUIRED_SPLITS = ("train", "val", "test")
 CONTROL_FEATURES = ("step_text", "step_text_and_index")
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
 ENTRY_POINT_GROUP = "probekit.tasks"
+# Bounds on a task spec, checked before anything is generated or allocated.
+MAX_SPEC_BYTES = 256 * 2 ** 10  # a spec file (the built-in ones are about 1 KB)
+MAX_SPEC_DEPTH = 16  # nesting of YAML lists and mappings (a spec nests 4 deep)
+MAX_SPLIT_SIZE = 1_000_000  # episodes in one split
+MAX_SPLIT_VALUES = 200_000_000  # numbers in one generated split (episodes x values each)
+MAX_EPISODE_STEPS = 4096  # steps of one episode
 
 
 def cache_root() -> Path:
@@ -44,9 +51,27 @@ def cache_root() -> Path:
 
 # --- spec ---------------------------------------------------------------------------------------
 
+def check_task_name(name: Any, where: str = "task name") -> str:
+    """A task name becomes file and folder names (data cache, results, cards, Hub splits), so
+    it must follow `probekit.results.TASK_NAME_RULE` as it is."""
+    return check_name(name, where, SpecError, task=True)
+
+
+MAX_SEED = 2 ** 32
+
+
+def _check_seed(value: int, where: str) -> None:
+    if not 0 <= value < MAX_SEED:
+        raise SpecError(f"{where}: must be in [0, 2**32), got {value}")
+
+
 def _fields(obj: Any, where: str, required: dict[str, type], optional: dict[str, type]) -> dict:
     if not isinstance(obj, dict):
         raise SpecError(f"{where}: expected a mapping, got {type(obj).__name__}")
+    odd = [k for k in obj if not isinstance(k, str)]
+    if odd:
+        raise SpecError(f"{where}: key {odd[0]!r} is not a string; field names are strings "
+                        "(quote it)")
     unknown = sorted(set(obj) - set(required) - set(optional))
     if unknown:
         raise SpecError(f"{where}: unknown field {unknown[0]!r}; valid fields: "
@@ -100,8 +125,7 @@ class TaskSpec:
                 {"knobs": dict, "control": dict, "counterfactual": (dict, type(None)),
                  "violations": (dict, type(None))})
         name = raw["name"]
-        if not name or not all(c.isalnum() or c in "-_" for c in name):
-            raise SpecError(f"{where}.name: {name!r} must be letters, digits, '-' or '_'")
+        check_task_name(name, f"{where}.name:")
         if raw["version"] < 1:
             raise SpecError(f"{where}.version: must be a positive integer, got {raw['version']}")
         world_cls = WORLDS.get(raw["world"])  # UnknownNameError lists the worlds
@@ -113,8 +137,12 @@ class TaskSpec:
                 raise SpecError(f"{where}.splits: split name {split!r} must be letters, digits "
                                 "and '_' (it names folders and Hub splits)")
             _fields(s, w, {"size": int, "seed": int}, {"knobs": dict})
+            _check_seed(s["seed"], f"{w}.seed")
             if s["size"] < 1:
                 raise SpecError(f"{w}.size: must be at least 1, got {s['size']}")
+            if s["size"] > MAX_SPLIT_SIZE:
+                raise SpecError(f"{w}.size: {s['size']:,} episodes is over the limit of "
+                                f"{MAX_SPLIT_SIZE:,} per split (MAX_SPLIT_SIZE)")
             extra = s.get("knobs") or {}
             world_cls.validate_knobs({**knobs, **extra}, f"{w}.knobs")
             splits[split] = SplitSpec(s["size"], s["seed"], dict(extra))
@@ -137,6 +165,7 @@ class TaskSpec:
         control = raw.get("control") or {}
         _fields(control, f"{where}.control", {}, {"feature": str, "seed": int})
         control = {"feature": "step_text", "seed": 0, **control}
+        _check_seed(control["seed"], f"{where}.control.seed")
         if control["feature"] not in CONTROL_FEATURES:
             raise SpecError(f"{where}.control.feature: {control['feature']!r} is not valid; "
                             f"valid: {', '.join(CONTROL_FEATURES)}")
@@ -209,6 +238,7 @@ class Task:
         world_cls = WORLDS.get(spec.world)
         self.fingerprint = stable_hash({"spec": spec.canonical(), "world": world_cls.name,
                                         "world_version": world_cls.version})
+        self._sized: set[str] = set()
 
     name = property(lambda self: self.spec.name)
     version = property(lambda self: self.spec.version)
@@ -259,6 +289,28 @@ class Task:
                 annotate(world.name, episode, vio)
         return episode, pair, vio
 
+    def check_size(self, split: str | None = None) -> None:
+        """Refuse, before anything is generated, a split whose data would not fit: episodes
+        longer than MAX_EPISODE_STEPS steps, or more than MAX_SPLIT_VALUES numbers in a split
+        (estimated from its first example, which costs one episode)."""
+        for name in [split] if split is not None else self.splits:
+            if name in self._sized:
+                continue
+            self._check_split(name)
+            size = self.spec.splits[name].size
+            episode, pair = self.generate(name, 0)
+            where = f"task {self.name}, split {name}"
+            if episode.n_steps > MAX_EPISODE_STEPS:
+                raise SpecError(f"{where}: episodes have {episode.n_steps:,} steps, over the "
+                                f"limit of {MAX_EPISODE_STEPS:,} (MAX_EPISODE_STEPS); lower the "
+                                "knob that sets the length")
+            each = _n_values(episode) + (_n_values(pair.source) if pair is not None else 0)
+            if each * size > MAX_SPLIT_VALUES:
+                raise SpecError(f"{where}: {size:,} episodes of about {each:,} numbers each "
+                                f"make {each * size:,}, over the limit of {MAX_SPLIT_VALUES:,} "
+                                "per split (MAX_SPLIT_VALUES); use fewer or shorter episodes")
+            self._sized.add(name)
+
     def cache_dir(self) -> Path:
         return cache_root() / "data" / f"{self.name}-v{self.version}-{self.fingerprint}"
 
@@ -298,6 +350,7 @@ class Task:
         self._check_split(split)
         folder = self.cache_dir() / split
         if not (folder / "episodes").exists():
+            self.check_size(split)
             self._build(split, folder)
         return datasets.load_from_disk(str(folder / table))
 
@@ -339,15 +392,86 @@ class Task:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _n_values(episode: Any) -> int:
+    """Numbers one episode stores (its text counted as one per 8 characters)."""
+    arrays = [episode.obs, episode.state, *episode.labels.values()]
+    return (sum(int(np.asarray(a).size) for a in arrays) + len(episode.tokens)
+            + len(episode.token_steps) + 2 * len(episode.step_spans) + len(episode.text) // 8)
+
+
 # --- discovery ------------------------------------------------------------------------------
 
-def load_spec_file(path: Path) -> TaskSpec:
+class _SpecLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses what a task spec never needs and an attacker would use:
+    aliases (billion laughs), nesting deeper than MAX_SPEC_DEPTH, duplicate keys (YAML would
+    keep the last silently) and keys that are not strings (`1:`, `yes:`, `null:`)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _refused(event.start_mark, f"alias *{event.anchor} is not allowed in a task "
+                           "spec (aliases can expand exponentially); write the value out")
+        depth = getattr(self, "_depth", 0)
+        if depth >= MAX_SPEC_DEPTH:
+            raise _refused(self.peek_event().start_mark, "lists and mappings nest deeper than "
+                           f"{MAX_SPEC_DEPTH} levels (MAX_SPEC_DEPTH)")
+        self._depth = depth + 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    raise _refused(key_node.start_mark, f"key {key!r} is not a string; quote "
+                                   "it, since YAML reads yes, no, on, off, numbers and null as "
+                                   "values")
+                if key in seen:
+                    raise _refused(key_node.start_mark, f"key {key!r} appears twice in one "
+                                   f"mapping (first on line {seen[key].line + 1}); keep one")
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+class _Refused(yaml.YAMLError):
+    def __init__(self, mark, problem: str):
+        super().__init__(problem)
+        self.problem_mark, self.problem = mark, problem
+
+
+def _refused(mark, problem: str) -> _Refused:
+    return _Refused(mark, problem)
+
+
+def parse_spec_text(text: str, where: str) -> Any:
+    """The YAML of a task spec, parsed with `_SpecLoader`; one-line SpecError naming the line."""
+    loader = None
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = _SpecLoader(text)  # a SafeLoader: no Python objects are ever built
+        return loader.get_single_data()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}:{at} is not valid YAML ({getattr(e, 'problem', e)})") from None
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        if isinstance(e, _Refused):
+            raise SpecError(f"{where}:{at}: {problem}") from None
+        raise SpecError(f"{where}:{at} is not valid YAML ({problem})") from None
+    except RecursionError:
+        raise SpecError(f"{where}: lists and mappings nest deeper than {MAX_SPEC_DEPTH} levels "
+                        "(MAX_SPEC_DEPTH)") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def load_spec_file(path: Path) -> TaskSpec:
+    text = read_text(path, MAX_SPEC_BYTES, "MAX_SPEC_BYTES", SpecError)
+    raw = parse_spec_text(text, str(path))
     spec = TaskSpec.parse(raw, where=str(path))
     if spec.name != path.stem:
         raise SpecError(f"{path}: name {spec.name!r} must match the file name {path.stem!r}")
@@ -368,7 +492,8 @@ def _entry_points() -> list[Any]:
 
 
 def task_folders(include: Iterable[str | os.PathLike] = ()) -> list[Path]:
-    """Built-in tasks, then `PROBEKIT_TASKS_PATH`, then `include`, then entry-point folders."""
+    """Built-in tasks, then `PROBEKIT_TASKS_PATH`, then `include`, then entry-point folders;
+    each is read one level deep (`spec_files`)."""
     folders = [BUILTIN_TASKS]
     env = os.environ.get("PROBEKIT_TASKS_PATH", "")
     folders += [Path(p) for p in env.split(os.pathsep) if p]
@@ -379,11 +504,13 @@ def task_folders(include: Iterable[str | os.PathLike] = ()) -> list[Path]:
                 WORLDS.add(obj.name, obj)
         elif isinstance(obj, (str, os.PathLike)):
             folders.append(Path(obj))
+    unique: dict[Path, Path] = {}
     for f in folders:
         if f != BUILTIN_TASKS and not f.is_dir():
-            raise UserError(f"task folder {str(f)!r} does not exist; pass a folder of *.yaml "
-                            "task files")
-    return folders
+            what = "is not a folder" if f.exists() else "does not exist"
+            raise UserError(f"task folder {str(f)!r} {what}; pass a folder of *.yaml task files")
+        unique.setdefault(f.resolve(), f)  # a folder named twice is read once
+    return list(unique.values())
 
 
 def registry(include: Iterable[str | os.PathLike] = ()) -> Registry[Task]:
@@ -393,13 +520,31 @@ def registry(include: Iterable[str | os.PathLike] = ()) -> Registry[Task]:
     for folder in task_folders(include):
         if not folder.is_dir():
             continue
-        for path in sorted(folder.rglob("*.y*ml")):
-            if path.suffix not in (".yaml", ".yml"):
-                continue
+        for path in spec_files(folder):
             if path.stem in reg:
                 raise UserError(f"task {path.stem!r} is defined twice ({path}); rename one")
             reg.add(path.stem, loader=functools.partial(_load_file, path))
     return reg
+
+
+def spec_files(folder: Path) -> list[Path]:
+    """The task specs of one folder: its own `*.yaml`/`*.yml` files, one level deep (never its
+    subfolders; `--recursive` adds those as folders of their own), hidden files skipped."""
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
+                  and p.is_file())
+
+
+def with_subfolders(folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """`folders` and every folder below them (hidden ones skipped), for `--recursive`."""
+    out: list[Path] = []
+    for top in map(Path, folders):
+        out.append(top)
+        if top.is_dir():
+            for here, dirs, _ in os.walk(top):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                out += [Path(here) / d for d in dirs]
+    return out
 
 
 def _load_file(path: Path) -> Task:

@@ -54,10 +54,14 @@ def test_corrupt_or_truncated_weights(tiny_gpt2, tasks, tmp_path, capsys, damage
 
 
 @pytest.mark.parametrize("config, needle", [
-    ({"n_layer": 3}, "describes a model of"),  # more blocks than the weights hold
+    ({"n_layer": 3}, "builds 3 blocks but its weights hold 2 (transformer.h.0 … transformer.h.1)"),
     ({"n_embd": 64}, "describes a model of"),
-    ({"model_type": "llama"}, "describes a model of"),  # would allocate billions of parameters
-    ({"n_layer": 1}, "holds weights of blocks the config does not build"),
+    ({"model_type": "llama"}, "builds 32 blocks but its weights hold 2"),  # billions of
+    ({"model_type": "llama", "num_hidden_layers": 2}, "describes a model of"),  # parameters
+    ({"n_layer": 1}, "builds 1 block but its weights hold 2"),
+    ({"n_layer": 0}, "sets the number of blocks (n_layer) to 0; it must be in [1, 1024]"),
+    ({"n_layer": 10 ** 12}, "(MAX_LAYERS)"),  # would build blocks for ever
+    ({"vocab_size": 0}, "sets vocab_size to 0; it must be in [1, 16,777,216] (MAX_SIZE)"),
     ({"vocab_size": 20}, f"weight transformer.wte.weight is ({VOCAB}, 32) in the file"),
 ])
 def test_config_and_weights_that_do_not_match(tiny_gpt2, tasks, tmp_path, capsys, config, needle):
@@ -76,10 +80,43 @@ def test_weights_missing_from_the_file(tiny_gpt2, tasks, tmp_path, capsys):
         "1 weights the config needs are not in the file (first: transformer.ln_f.weight)")
 
 
+CONFIG = {"n_layer": 2, "n_embd": 32, "model_type": "gpt2", "vocab_size": VOCAB}
+
+
+@pytest.mark.parametrize("text, needle", [
+    (json.dumps({**CONFIG, "n_layer": "two"}), "config.json: n_layer is 'two'; it must be a whole"),
+    (json.dumps({**CONFIG, "n_layer": 2.5}), "config.json: n_layer is 2.5; it must be a whole"),
+    (json.dumps({**CONFIG, "n_embd": -5}), "sets n_embd to -5; it must be in [1, 16,777,216]"),
+    ("[1, 2]", "config.json: expected a JSON object, got list"),
+    ('{"a":' + "[" * 100_000 + "]" * 100_000 + "}", "(MAX_JSON_DEPTH)"),
+    (b"\xff\xfe{}", "config.json: cannot read (not UTF-8 text"),
+])
+def test_config_files_refused_before_loading(tiny_gpt2, tasks, tmp_path, capsys, text, needle):
+    """Found by fuzzing the checkpoint files: these used to end as `unexpected
+    StrictDataclassFieldValidationError` or `RecursionError` (exit 1)."""
+    folder = copy_checkpoint(tiny_gpt2, tmp_path / "ckpt")
+    (folder / "config.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+    bad(eval_args(folder, tasks, tmp_path / "out"), capsys, needle, out=tmp_path / "out")
+
+
+@pytest.mark.parametrize("file, text, needle", [
+    ("tokenizer.json", "[]", "(TypeError: "),
+    ("tokenizer_config.json", "[]", "(AttributeError: "),
+    ("tokenizer_config.json", json.dumps({"pad_token": 5}), "(TypeError: Special token pad_token"),
+])
+def test_tokenizer_files_that_do_not_build(tiny_gpt2, tasks, tmp_path, capsys, file, text,
+                                           needle):
+    folder = copy_checkpoint(tiny_gpt2, tmp_path / "ckpt")
+    (folder / file).write_text(text)
+    bad(eval_args(folder, tasks, tmp_path / "out"), capsys,
+        "the tokenizer files of", "cannot be loaded", needle,
+        "save the tokenizer again with tokenizer.save_pretrained()", out=tmp_path / "out")
+
+
 def test_config_that_is_not_json(tiny_gpt2, tasks, tmp_path, capsys):
     folder = copy_checkpoint(tiny_gpt2, tmp_path / "ckpt")
     (folder / "config.json").write_text("{not json")
-    bad(eval_args(folder, tasks, tmp_path / "out"), capsys, "not a valid JSON file")
+    bad(eval_args(folder, tasks, tmp_path / "out"), capsys, "config.json: not valid JSON (")
 
 
 def test_folder_without_tokenizer(tiny_gpt2, tasks, tmp_path, capsys):
@@ -141,6 +178,10 @@ def test_malformed_yaml_names_the_line(tmp_path, capsys):
     ({"splits": {"train": {"size": 4}, "val": {"size": 4, "seed": 2},
                  "test": {"size": 4, "seed": 3}}}, ["splits.train: missing required field 'seed'"]),
     ({"targets": []}, ["list at least one target"]),
+    ({"splits": {"train": {"size": 4, "seed": -1}, "val": {"size": 4, "seed": 2},
+                 "test": {"size": 4, "seed": 3}}}, ["splits.train.seed: must be in [0, 2**32), "
+                                                    "got -1"]),
+    ({"control": {"seed": 2 ** 40}}, ["control.seed: must be in [0, 2**32)"]),
     ({"control": {"feature": "colour"}}, ["control.feature: 'colour' is not valid; valid:"]),
 ])
 def test_bad_spec_names_the_field_and_what_is_valid(tmp_path, capsys, changes, needles):

@@ -272,3 +272,46 @@ def test_an_edited_config_or_tokenizer_is_another_cache_key(tiny_gpt2, tmp_path,
     edited, original = load_model(folder, device="cpu"), load_model(tiny_gpt2, device="cpu")
     assert edited.identity.sha256 != original.identity.sha256
 
+
+
+# A submitter killed while it holds the store lock, in the middle of filing a new result: the
+# link into place done, the rest not.
+KILLED_FILER = """
+import os, signal, sys
+from probekit import store
+from tests.result_factory import make
+
+root = store.Store(sys.argv[1])
+link = os.link
+
+def killing_link(src, dst):
+    link(src, dst)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+os.link = killing_link
+root.submit([make(model="org/killed")])
+"""
+
+
+def test_a_submitter_killed_holding_the_store_lock_blocks_nobody(tmp_path, capsys):
+    """The lock is an flock: the kernel drops it with its holder, so the next submit neither
+    waits nor finds a half-written file (the one linked into place is whole)."""
+    import time
+
+    from tests.result_factory import make
+
+    root = tmp_path / "store"
+    proc = subprocess.run([sys.executable, "-c", KILLED_FILER, str(root)], cwd=Path.cwd(),
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert (root / ".lock").read_text().startswith("pid ")  # the dead holder's mark
+    path = write_json(tmp_path / "r.json", make(model="org/next"))
+    t0 = time.monotonic()
+    assert main(["submit", str(path), "--store", str(root)]) == 0
+    assert time.monotonic() - t0 < 5
+    from probekit import store
+
+    assert sorted(r["model"]["id"] for r in store.Store(root).results()) == ["org/killed",
+                                                                             "org/next"]
+    assert "filed 1 result(s)" in capsys.readouterr().out

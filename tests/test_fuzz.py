@@ -278,8 +278,10 @@ def fast_eval(tiny_gpt2, tmp_path_factory):
 
 
 EVAL_OPTIONS = {
-    "--tasks": ["micro", "boxs", "", ",", "micro,micro", "micro,nope"],
-    "--layers": ["embed", "block.1,embed", "block.9", "", ",", "block.l"],
+    "--tasks": ["micro", "boxs", "", ",", "micro,micro", "micro,nope", "micro,", "bóxes",
+                " micro ", "../micro"],
+    "--layers": ["embed", "block.1,embed", "block.9", "", ",", "block.l", "embed,embed",
+                 "embed,,block.1", " "],
     "--device": ["cpu", "auto", "bogus", "meta", "cuda:7", ""],
     "--batch-size": ["1", "0", "-3", "32", "x"],
     "--seed": ["0", "-1", "7", str(2 ** 64), "1e3"],
@@ -288,9 +290,11 @@ EVAL_OPTIONS = {
 
 @st.composite
 def eval_lines(draw, model: str, tasks: Path, out: Path) -> list[str]:
+    outs = [str(out)] * 4 + [str(out.parent / "a-file"), str(out.parent / "a-file" / "sub")]
     argv = ["eval", draw(st.sampled_from([model] * 4 + [model + "-missing", "org/name", "",
-                                                      "boxes-gpt2-tiny"]) | st.text(max_size=8)),
-            "--out", str(out), "--include-path", str(tasks)]
+                                                      "org__x/y", "a/b/c", "boxes-gpt2-tiny"])
+                         | st.text(max_size=8)),
+            "--out", draw(st.sampled_from(outs)), "--include-path", str(tasks)]
     for flag, values in EVAL_OPTIONS.items():
         if draw(st.booleans()):
             argv += [flag, draw(st.sampled_from(values) | st.text(max_size=5))]
@@ -303,6 +307,7 @@ def eval_lines(draw, model: str, tasks: Path, out: Path) -> list[str]:
 @given(st.data())
 def test_eval_arguments_work_or_fail_with_one_line(tiny_gpt2, fast_eval, capsys, data):
     tasks, out = fast_eval
+    (out.parent / "a-file").write_text("not a folder")
     argv = data.draw(eval_lines(str(tiny_gpt2), tasks, out))
     code = main(argv)
     err = capsys.readouterr().err
@@ -311,3 +316,54 @@ def test_eval_arguments_work_or_fail_with_one_line(tiny_gpt2, fast_eval, capsys,
     if code == 2:
         error_line(err)
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+# --- commands on files: submit, leaderboard, data, tasks --------------------------------------
+
+@pytest.fixture(scope="module")
+def file_world(tmp_path_factory) -> Path:
+    """A folder of things a command line can name: a task folder, a result, a file, an empty
+    folder, a store with one result, a folder that is in the way."""
+    from probekit.io import write_json
+
+    root = tmp_path_factory.mktemp("file-commands")
+    write_task(root / "tasks")
+    write_json(root / "r.json", make())
+    write_json(root / "a__b.json", make(model="a__b/c"))
+    (root / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    (root / "afile").write_text("x")
+    (root / "empty").mkdir()
+    assert main(["submit", str(root / "r.json"), "--store", str(root / "store")]) == 0
+    (root / "site" / "index.html").mkdir(parents=True)
+    return root
+
+
+FILE_COMMANDS = [["submit"], ["leaderboard", "build"], ["data", "export"], ["tasks", "new"],
+                 ["tasks", "show"], ["tasks", "list"], ["data", "push"]]
+
+
+@st.composite
+def file_lines(draw, root: Path) -> list[str]:
+    places = [str(root / p) for p in ("tasks", "r.json", "a__b.json", "deep.json", "afile",
+                                      "empty", "store", "site", "nope", "afile/sub")]
+    words = st.sampled_from(places + ["micro", "bóxes", "", "..", "org/name",
+                                      "a__b/c", "--replace", "--dry-run", "--recursive",
+                                      "--allow-unregistered", "--world", "--out", "--store",
+                                      "--repo", "--task", "--include-path"]) | st.text(max_size=5)
+    return list(draw(st.sampled_from(FILE_COMMANDS))) + draw(st.lists(words, max_size=6))
+
+
+@settings(FUZZ, max_examples=150)
+@given(st.data())
+def test_file_commands_work_or_fail_with_one_line(file_world, capsys, monkeypatch, data):
+    """`data export` is given a micro task (cheap to generate); `data push` stays offline."""
+    monkeypatch.chdir(file_world)
+    argv = data.draw(file_lines(file_world))
+    before = sorted(p for p in (file_world / "store").rglob("*.json"))
+    code = main(argv)
+    err = capsys.readouterr().err
+    event(f"{argv[0]} exit {code}")
+    assert code in (0, 2), (argv, err)
+    if code == 2:
+        error_line(err)
+        assert sorted(p for p in (file_world / "store").rglob("*.json")) == before

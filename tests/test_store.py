@@ -18,8 +18,9 @@ STORED = Path("results/probekit__spectrum-ntp/a41c2e9f07b3/boxes.json")
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file of a store but its lock file (written by every filing)."""
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()} if root.exists() else {}
+            if p.is_file() and p.name != store.LOCK_FILE} if root.exists() else {}
 
 
 def write(folder: Path, name: str, result: dict) -> Path:
@@ -89,7 +90,7 @@ REJECTED = {"schema version": "schema 'probekit.result/0' is not supported",
             "NaN": "not valid JSON (NaN is not a number JSON allows",
             "fingerprint": "does not match boxes v2 here",
             "per_layer": "decodability.value is",
-            "escape": "model org '../..' cannot be used as a file name"}
+            "escape": "model id '../../x' cannot be used as a file name"}
 
 
 @pytest.mark.parametrize("kind", REJECTED)
@@ -164,3 +165,49 @@ def test_missing_file_and_empty_folder_are_user_errors(tmp_path, capsys):
     assert main(["submit", str(tmp_path / "empty")]) == 2
     assert "holds no *.json" in capsys.readouterr().err
 
+
+
+def test_a_file_that_changed_after_the_plan_is_not_overwritten(tmp_path):
+    """Compare-and-swap: a writer that bypassed the lock (or a hand edit) between plan and
+    write makes the whole batch fail; neither its file nor the batch's other files change."""
+    from probekit.errors import StorageError
+
+    s = store.Store(tmp_path / "s")
+    first, other = make(model="org/a"), make(model="org/b")
+    plan = s.plan([first, other])
+    sneaky = tmp_path / "s" / store.path_in_store(make(model="org/a", seed=3))
+    write(sneaky.parent, sneaky.name, make(model="org/a", seed=3))
+    with pytest.raises(StorageError, match="changed after it was planned .no file was there"):
+        s.add(plan)
+    assert [r["run_id"] for r in s.results()] == [make(model="org/a", seed=3)["run_id"]]
+    replace = s.plan([make(model="org/a", seed=4)], replace=True)
+    write(sneaky.parent, sneaky.name, make(model="org/a", seed=5))
+    with pytest.raises(StorageError, match="another result was there then"):
+        s.add(replace)
+    assert [r["run_id"] for r in s.results()] == [make(model="org/a", seed=5)["run_id"]]
+
+
+def test_a_file_system_without_hard_links_still_files(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    a = write(tmp_path, "a.json", make())
+    assert main(["submit", str(a), "--store", str(tmp_path / "s")]) == 0
+    assert store.Store(tmp_path / "s").results() == [make()]
+    assert not [p for p in (tmp_path / "s").rglob(".*.tmp")]
+
+
+def test_store_paths_read_back_as_their_identity():
+    from probekit.results import identity_of_path, model_dirname
+
+    for model in ("org/m", "org/x__y", "gpt2", "o.rg/m-1", "local/tiny"):
+        result = make(model=model, revision="v1.0")
+        assert identity_of_path(store.path_in_store(result)) == (model, "v1.0", "boxes")
+    assert model_dirname("gpt2") == "gpt2" and model_dirname("local/tiny") == "local__tiny"
+    for model in ("a__b/c", "a_/b", "x__y", "a/b/c", "", "org/", "/m"):
+        with pytest.raises(ResultError):
+            model_dirname(model)

@@ -19,7 +19,7 @@ from torch import nn
 
 from probekit.adapters.base import (Adapter, Batch, ModelIdentity, files_sha256, n_params,
                                     resolve_device, state_sha256)
-from probekit.errors import DataError, ModelError
+from probekit.errors import DataError, ModelError, NetworkError
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -30,6 +30,14 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 IDENTITY_FILES = ("config.json", *TOKENIZER_FILES)
 LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, ImportError, SafetensorError,
                pickle.UnpicklingError)
+MAX_CONFIG_BYTES = 2 ** 20  # config.json (a large model's is a few KB)
+MAX_LAYERS = 1024  # blocks a config may build (the largest public models have under 200)
+MAX_SIZE = 2 ** 24  # any other size in config.json: vocabulary, width, heads, positions
+LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+SIZE_KEYS = (*LAYER_KEYS, "vocab_size", "hidden_size", "n_embd", "d_model",
+             "num_attention_heads", "n_head", "intermediate_size", "n_inner",
+             "max_position_embeddings", "n_positions", "n_ctx")
+BLOCK_KEY = re.compile(r"(?:^|\.)(h|layers|layer|blocks|block)\.(\d+)\.")
 
 
 def looks_like_hub_id(name: str) -> bool:
@@ -66,6 +74,35 @@ def check_folder(folder: Path) -> None:
     if not any((folder / f).is_file() for f in TOKENIZER_FILES):
         raise ModelError(f"{str(folder)!r} has no tokenizer files (tokenizer.json, vocab.json, "
                          "…); save the tokenizer into it with tokenizer.save_pretrained()")
+    check_config_file(folder / "config.json")
+
+
+def check_config_file(path: Path) -> dict[str, Any]:
+    """config.json read with bounds (MAX_CONFIG_BYTES, MAX_JSON_DEPTH) before transformers
+    parses it: an object whose layer count is a whole number in [1, MAX_LAYERS]."""
+    from probekit.io import parse_json, read_text
+
+    config = parse_json(read_text(path, MAX_CONFIG_BYTES, "MAX_CONFIG_BYTES", ModelError),
+                        str(path), ModelError)
+    if not isinstance(config, dict):
+        raise ModelError(f"{path}: expected a JSON object, got {type(config).__name__}; save "
+                         "the model's config with save_pretrained()")
+    for key in SIZE_KEYS:
+        n = config.get(key)
+        if n is None:
+            continue
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise ModelError(f"{path}: {key} is {n!r}; it must be a whole number")
+        if key not in LAYER_KEYS and not 1 <= n <= MAX_SIZE:
+            raise ModelError(f"config.json of {str(path.parent)!r} sets {key} to {n}; it must be "
+                             f"in [1, {MAX_SIZE:,}] (MAX_SIZE): the config does not belong to "
+                             "these weights; restore the config saved with them")
+        if key in LAYER_KEYS and not 1 <= n <= MAX_LAYERS:
+            raise ModelError(f"config.json of {str(path.parent)!r} sets the number of blocks "
+                             f"({key}) to {n}; it must be in [1, {MAX_LAYERS}] (MAX_LAYERS): the "
+                             "config does not belong to these weights; restore the config saved "
+                             "with them")
+    return config
 
 
 def check_size(folder: Path, config: Any, auto: Any, trust_remote_code: bool) -> None:
@@ -75,13 +112,27 @@ def check_size(folder: Path, config: Any, auto: Any, trust_remote_code: bool) ->
     if any(f.suffix != ".safetensors" for f in files):
         return  # pickle-based .bin files are only read by the loader, with weights_only=True
     held = 0
+    blocks: dict[str, set[int]] = {}
     for f in files:
         try:
             with safe_open(str(f), framework="pt") as fh:
-                held += sum(math.prod(fh.get_slice(k).get_shape()) for k in fh.keys())
+                for k in fh.keys():
+                    held += math.prod(fh.get_slice(k).get_shape())
+                    m = BLOCK_KEY.search(k)
+                    if m:
+                        blocks.setdefault(k[:m.end(1)], set()).add(int(m.group(2)))
         except (SafetensorError, OSError) as e:
             raise ModelError(f"weights file {str(f)!r} is corrupt or truncated ({e}); download or "
                              "save the checkpoint again") from None
+    n = getattr(config, "num_hidden_layers", None)
+    if blocks and isinstance(n, int) and not isinstance(n, bool) \
+            and n not in {max(ix) + 1 for ix in blocks.values()}:  # no stack has n blocks
+        container, indexes = max(blocks.items(), key=lambda kv: len(kv[1]))
+        raise ModelError(f"config.json in {str(folder)!r} builds {n} block{'s' * (n != 1)} but "
+                         f"its weights "
+                         f"hold {max(indexes) + 1} ({container}.0 … {container}.{max(indexes)}): "
+                         "the config does not belong to these weights; restore the config "
+                         "saved with them")
     if getattr(config, "quantization_config", None) is not None:
         return  # packed weights hold fewer values than parameters
     try:
@@ -94,6 +145,81 @@ def check_size(folder: Path, config: Any, auto: Any, trust_remote_code: bool) ->
         raise ModelError(f"config.json in {str(folder)!r} describes a model of {needed:,} "
                          f"parameters but its weights hold {held:,} values: the config does not "
                          "belong to these weights; restore the config saved with them")
+
+
+def _load_config(transformers: Any, name: str, revision: str | None,
+                 trust_remote_code: bool) -> Any:
+    """AutoConfig, with any failure to build the config (a field of the wrong type, say) as a
+    one-line ModelError; load errors and network failures pass through to the caller."""
+    try:
+        return transformers.AutoConfig.from_pretrained(name, revision=revision,
+                                                       trust_remote_code=trust_remote_code)
+    except LOAD_ERRORS:
+        raise
+    except Exception as e:
+        if is_network_failure(e):
+            raise
+        text = " ".join(str(e).split()) or type(e).__name__
+        raise ModelError(f"config.json of {name!r} is not a valid config ({text[:200]}); "
+                         "restore the config saved with the weights") from None
+
+
+def _load_tokenizer(transformers: Any, name: str, revision: str | None,
+                    trust_remote_code: bool) -> Any:
+    """AutoTokenizer, with any failure to build it from its files (a list where an object
+    belongs, a token of the wrong type) as a one-line ModelError."""
+    try:
+        return transformers.AutoTokenizer.from_pretrained(name, revision=revision,
+                                                          trust_remote_code=trust_remote_code)
+    except LOAD_ERRORS:
+        raise
+    except Exception as e:
+        if is_network_failure(e):
+            raise
+        text = " ".join(str(e).split()) or type(e).__name__
+        raise ModelError(f"the tokenizer files of {name!r} cannot be loaded ({type(e).__name__}: "
+                         f"{text[:200]}); save the tokenizer again with "
+                         "tokenizer.save_pretrained()") from None
+
+
+def check_config(name: str, config: Any) -> None:
+    """Refuse, before anything is allocated, a config that builds no blocks (`n_layer: 0`):
+    the config is at fault, not the adapter."""
+    n = getattr(config, "num_hidden_layers", None)
+    if isinstance(n, int) and not isinstance(n, bool) and n < 1:
+        raise ModelError(f"config.json of {name!r} sets the number of blocks (num_hidden_layers"
+                         f", n_layer) to {n}: the config does not belong to these weights; "
+                         "restore the config saved with them")
+
+
+def check_vocabulary(name: str, model: nn.Module, tokenizer: Any) -> None:
+    """Every token id the tokenizer can produce must have a row in the embedding table."""
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    rows = getattr(embed, "num_embeddings", None)
+    if rows is None:
+        return
+    try:
+        top = max(tokenizer.get_vocab().values(), default=-1)
+    except Exception:  # a tokenizer without a vocabulary listing: nothing to compare
+        return
+    if top >= rows:
+        raise ModelError(f"the tokenizer of {name!r} has token ids up to {top} but the model's "
+                         f"embedding table has {rows} rows: the tokenizer does not belong to "
+                         "this model; save the tokenizer it was trained with into the folder")
+
+
+def is_network_failure(e: BaseException) -> bool:
+    """A failure to reach the Hub (not a bad id): transport errors, or transformers' message
+    for them."""
+    try:
+        import httpx2
+
+        if isinstance(e, httpx2.TransportError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    text = str(e)
+    return "couldn't connect to" in text or "offline mode" in text.lower()
 
 
 def check_loaded(name: str, model: nn.Module, info: dict[str, Any]) -> None:
@@ -181,10 +307,11 @@ class HFAdapter(Adapter):
         verbosity = transformers.utils.logging.get_verbosity()
         transformers.utils.logging.set_verbosity_error()  # our one line replaces load reports
         try:
-            config = transformers.AutoConfig.from_pretrained(
-                name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+            config = _load_config(transformers, name_or_path, revision, trust_remote_code)
+            check_config(name_or_path, config)
             archs = getattr(config, "architectures", None) or []
-            causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+            causal = any(isinstance(a, str) and a.endswith(("ForCausalLM", "LMHeadModel"))
+                         for a in (archs if isinstance(archs, (list, tuple)) else [archs]))
             auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
             if is_local:
                 check_size(local, config, auto, trust_remote_code)
@@ -192,13 +319,22 @@ class HFAdapter(Adapter):
                                                trust_remote_code=trust_remote_code,
                                                output_loading_info=True,
                                                ignore_mismatched_sizes=True)
-            tokenizer = transformers.AutoTokenizer.from_pretrained(
-                name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+            tokenizer = _load_tokenizer(transformers, name_or_path, revision, trust_remote_code)
         except LOAD_ERRORS as e:
+            if not is_local and is_network_failure(e):
+                raise NetworkError(f"could not download model {name_or_path!r}: "
+                                   f"{load_error(name_or_path, e).split(': ', 1)[-1]}; check "
+                                   "the network (or HF_HUB_OFFLINE)") from None
             raise ModelError(load_error(name_or_path, e)) from None
+        except Exception as e:  # httpx transport errors are not OSErrors
+            if not is_local and is_network_failure(e):
+                raise NetworkError(f"could not download model {name_or_path!r}: "
+                                   f"{type(e).__name__}: {e}; check the network") from None
+            raise
         finally:
             transformers.utils.logging.set_verbosity(verbosity)
         check_loaded(name_or_path, model, info)
+        check_vocabulary(name_or_path, model, tokenizer)
         if is_local:
             folder = local.resolve()
             sha = files_sha256(weight_files(folder) + [folder / f for f in IDENTITY_FILES

@@ -57,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help and --version
         return int(e.code or 0)
     except KeyboardInterrupt:
-        print("probekit: interrupted; finished work is cached and will be reused",
-              file=sys.stderr)
+        print("probekit: interrupted; nothing half-written was kept (whatever was finished "
+              "and cached is reused by the next run)", file=sys.stderr)
         return 130
     except ProbekitError as e:
         if debug:

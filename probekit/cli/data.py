@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from probekit.cli.tasks import add_include
+from probekit.cli.tasks import add_include, include_paths
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,10 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from probekit.data import export
+    from probekit.data import check_export_folder, export
     from probekit.tasks import load_task
 
-    task = load_task(args.task, args.include_path)
+    check_export_folder(args.out)  # the folder first, then the task and its size bounds
+    task = load_task(args.task, include_paths(args))
+    task.check_size()
     out = export(task, args.out)
     print(f"exported {task.name} v{task.version} ({task.fingerprint}) to {out}")
     return 0
@@ -57,15 +59,20 @@ def cmd_cards(args: argparse.Namespace) -> int:
     from probekit.data import stale_cards, write_cards
     from probekit.tasks import load_task
 
+    from probekit.io import check_output_dir
+
+    include = include_paths(args)
+    if not args.check:
+        check_output_dir(args.out, "--out")
     if args.task:
         for name in args.task:  # unknown names fail before anything is written
-            load_task(name, args.include_path)
+            load_task(name, include).check_size()
     if args.check:
-        problems = stale_cards(args.out, args.task, args.include_path)
+        problems = stale_cards(args.out, args.task, include)
         for line in problems:
             print(line, file=sys.stderr)
         return 1 if problems else 0
-    for path in write_cards(args.out, args.task, args.include_path):
+    for path in write_cards(args.out, args.task, include):
         print(f"wrote {path}")
     return 0
 
@@ -75,7 +82,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     from probekit.tasks import load_task
 
     check_repo_id(args.repo)
-    task = load_task(args.task, args.include_path)
+    task = load_task(args.task, include_paths(args))
+    task.check_size()
     info = push(task, args.repo, endpoint=args.endpoint, private=args.private,
                 create_pr=args.create_pr)
     where = info.pr_url if args.create_pr else info.commit_url

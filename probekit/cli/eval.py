@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="decodability only: skip interventions, steering and attributions")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR",
                    help="another folder of task YAML files (repeatable)")
+    p.add_argument("--recursive", action="store_true",
+                   help="also read the subfolders of each --include-path")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow a Hub model to run its own code (off by default)")
     p.add_argument("--truncate", action="store_true",
@@ -48,18 +50,21 @@ def batch_size(text: str) -> int | str:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate; under `torchrun` every rank extracts its shards and rank 0 writes results."""
-    from probekit import distributed
-    from probekit.errors import UserError
+    from probekit import distributed, preflight
+    from probekit.adapters import load_model
     from probekit.evaluation import evaluate
+    from probekit.tasks import with_subfolders
 
-    if args.batch_size != "auto" and args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    layers = [x.strip() for x in args.layers.split(",")] if args.layers else None
+    include = with_subfolders(args.include_path) if args.recursive else args.include_path
+    plan = preflight.check_eval(args.model, args.tasks, layers=args.layers, include=include,
+                                out=args.out, batch_size=args.batch_size, seed=args.seed)
     with distributed.group(args.device) as device:
-        report = evaluate(args.model, tasks, layers=layers, device=device,
+        adapter = load_model(args.model, device=device, trust_remote_code=args.trust_remote_code,
+                             truncate=args.truncate)
+        layers = preflight.check_model(plan, adapter)  # before any latents are extracted
+        report = evaluate(adapter, plan.task_names, layers=layers, device=device,
                           batch_size=args.batch_size, autocast=args.autocast, seed=args.seed,
-                          include=args.include_path, random_init=not args.no_random_init,
+                          include=include, random_init=not args.no_random_init,
                           causal=not args.no_causal,
                           trust_remote_code=args.trust_remote_code, truncate=args.truncate)
         if not distributed.is_main():

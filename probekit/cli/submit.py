@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from probekit.cli.tasks import add_include, include_paths
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -29,8 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="file a run over a different stored run of the same model and task")
     p.add_argument("--allow-unregistered", action="store_true",
                    help="accept results for tasks not registered here (fingerprint unchecked)")
-    p.add_argument("--include-path", action="append", default=[], metavar="DIR",
-                   help="another folder of task YAML files (repeatable)")
+    add_include(p)
     p.set_defaults(func=cmd_submit)
 
 
@@ -42,17 +43,21 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise UserError("--model-pr and --endpoint publish to the Hub; add --repo ORG/NAME")
     if args.repo is not None and args.store is not None:
         raise UserError("--store and --repo are alternatives: file locally or open a Hub PR")
-    results = store.read(store.expand(args.results), args.include_path, args.allow_unregistered)
-    if args.repo is not None:
+    local = None
+    if args.repo is None:  # a store that cannot be one fails before any result is read
+        local = store.Store(args.store or store.default_root()).check(write=not args.dry_run)
+    results = store.read(store.expand(args.results), include_paths(args),
+                         args.allow_unregistered)
+    if local is None:
         hub.publish(results, args.repo, endpoint=args.endpoint, model_prs=args.model_pr,
                     dry_run=args.dry_run)
         return 0
-    local = store.Store(args.store or store.default_root())
-    filings = local.plan(results, replace=args.replace)
-    for f in filings:
+
+    def echo(f: store.Filing) -> None:
         verb = {"new": "add", "same": "keep (same run)", "replace": "replace"}[f.action]
-        print(f"{'would ' if args.dry_run else ''}{verb} {local.root / f.path}")
+        print(f"{'would ' if args.dry_run else ''}{verb} {local.root / f.path}", flush=True)
+
+    _, written = local.submit(results, replace=args.replace, dry_run=args.dry_run, echo=echo)
     if not args.dry_run:
-        written = local.add(filings)
         print(f"filed {len(written)} result(s) in {local.root}")
     return 0

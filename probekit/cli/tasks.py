@@ -28,7 +28,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_include(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-path", action="append", default=[], metavar="DIR",
-                   help="another folder of task YAML files (repeatable; also PROBEKIT_TASKS_PATH)")
+                   help="another folder of task YAML files, read one level deep (repeatable; "
+                        "also PROBEKIT_TASKS_PATH)")
+    p.add_argument("--recursive", action="store_true",
+                   help="also read the subfolders of each --include-path")
+
+
+def include_paths(args: argparse.Namespace) -> list:
+    """The include folders of a command: `--include-path` as given, or with every subfolder
+    when `--recursive`."""
+    from probekit.tasks import with_subfolders
+
+    paths = getattr(args, "include_path", [])
+    return with_subfolders(paths) if getattr(args, "recursive", False) else paths
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -36,7 +48,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     from probekit.tasks import registry
 
-    reg = registry(args.include_path)
+    reg = registry(include_paths(args))
     rows = [("task", "version", "world", "targets", "pairs", "description")]
     for name in reg.names():
         task = reg.get(name)
@@ -56,7 +68,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from probekit.tasks import load_task
 
-    task = load_task(args.name, args.include_path)
+    task = load_task(args.name, include_paths(args))
     print(f"# {task.name} v{task.version}  fingerprint {task.fingerprint}  ({task.path})")
     print(yaml.safe_dump(task.spec.canonical(), sort_keys=False).rstrip())
     print("targets: " + ", ".join(f"{t.name} ({t.kind})" for t in task.targets))
@@ -66,8 +78,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_new(args: argparse.Namespace) -> int:
     from probekit.authoring import write_new_task
+    from probekit.io import check_output_dir
+    from probekit.tasks import check_task_name
 
-    spec, card = write_new_task(args.name, args.world, args.out, args.include_path)
+    check_task_name(args.name)  # the name and the folder first, before anything is built
+    check_output_dir(args.out, "--out")
+    spec, card = write_new_task(args.name, args.world, args.out, include_paths(args))
     print(f"wrote {spec} and {card}; edit the spec, then check it: "
           f"probekit tasks show {args.name} --include-path {args.out}")
     return 0

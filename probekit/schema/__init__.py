@@ -74,6 +74,7 @@ def validate(result: Any, where: str = "result") -> dict[str, Any]:
     error = _first_schema_error(result, version)
     if error is not None:
         raise ResultError(f"{where}: {error}")
+    from probekit.schema.sanity import check_ranges; check_ranges(result, where)  # noqa: E702
     expected = run_id(result)
     if result["run_id"] != expected:
         raise ResultError(f"{where}: run_id {result['run_id']!r} does not match its content "
