@@ -14,12 +14,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from probekit import distributed, record
+from probekit import distributed, preflight, record
 from probekit.adapters import Adapter, load_model
 from probekit.errors import UserError
 from probekit.extraction import extract, precision
 from probekit.report import Report
-from probekit.tasks import Task, load_task
+from probekit.tasks import Task
 
 
 def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
@@ -43,12 +43,6 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
     from probekit.causal import CausalProbe
     from probekit.decodability import DecodabilityProbe
 
-    if not tasks:
-        raise UserError("no task given; name at least one (see `probekit tasks list`)")
-    if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
-        raise UserError(f"batch_size must be at least 1 or 'auto', got {batch_size!r}")
-    if not 0 <= seed < 2 ** 32:
-        raise UserError(f"seed must be in [0, 2**32), got {seed}")
     if decodability is None:
         decodability = DecodabilityProbe(batch_size=batch_size, autocast=autocast, seed=seed,
                                          progress=progress)
@@ -61,10 +55,14 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
     elif causal is not False and not isinstance(causal, CausalProbe):
         raise UserError("causal must be a probekit.causal.CausalProbe, True or False, got "
                         f"{type(causal).__name__}")
-    loaded = [load_task(name, include) for name in dict.fromkeys(tasks)]  # before any work
+    if causal is not False:
+        causal.validate()
+    plan = preflight.check_eval(model, tasks, layers=layers, include=include,
+                                batch_size=batch_size, seed=seed)  # before any work
+    loaded = plan.tasks
     adapter = load_model(model, device=device, trust_remote_code=trust_remote_code,
                          truncate=truncate, revision=revision)
-    layer_names = adapter.check_layers(list(layers) if layers else None)
+    layer_names = preflight.check_model(plan, adapter)
     twin = adapter.random_init(seed) if random_init else None
     if distributed.world_size() > 1:  # every rank extracts its shards; rank 0 goes on alone
         for task in loaded:

@@ -85,7 +85,8 @@ class CausalProbe:
 
     # --- configuration ----------------------------------------------------------------------
 
-    def _check(self) -> None:
+    def validate(self) -> None:
+        """Refuse bad settings (UserError) before any work; `run` calls it first."""
         if self.readout not in READOUTS:
             raise UnknownNameError("readout", str(self.readout), READOUTS)
         if self.method not in METHODS:
@@ -118,7 +119,7 @@ class CausalProbe:
     def run(self, adapter: Adapter, task: Task, layers: list[str] | None = None
             ) -> CausalResult:
         """Intervene at `layers` (all by default) and score every cell."""
-        self._check()
+        self.validate()
         layers = adapter.check_layers(layers)
         order = adapter.layers()
         splits = list(dict.fromkeys([self.selection_split, self.split]))

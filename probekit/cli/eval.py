@@ -34,7 +34,40 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow a Hub model to run its own code (off by default)")
     p.add_argument("--truncate", action="store_true",
                    help="cut episodes longer than the model's context instead of failing")
+    c = p.add_argument_group("causal probes (interchange interventions)")
+    c.add_argument("--max-pairs", type=int, default=200, metavar="N",
+                   help="counterfactual pairs drawn from each of the selection (val) and test "
+                        "splits")
+    c.add_argument("--featurizers", default="full,probe,random", metavar="LIST",
+                   help="what part of a latent is swapped: full, probe (the probes' subspace), "
+                        "random (a random subspace of the same rank: the control), das "
+                        "(a learned subspace; slower)")
+    c.add_argument("--positions", default="diff,read,last,query", metavar="LIST",
+                   help="where: diff (tokens that differ), read (the probes' read positions "
+                        "from the intervened step on), last (the last step), query")
+    c.add_argument("--readout", default="auto", choices=("auto", "token", "legal", "probe"),
+                   help="what the patched run is judged by: auto picks token (the answer), "
+                        "legal (next-step legality) or probe (a probe on the last layer)")
+    c.add_argument("--no-steering", action="store_true", help="skip probe-direction steering")
+    c.add_argument("--no-attribution", action="store_true",
+                   help="skip integrated-gradients attributions")
     p.set_defaults(func=cmd_eval)
+
+
+def causal_probe(args: argparse.Namespace):
+    """The CausalProbe the options describe (None with --no-causal), validated."""
+    from probekit.causal import CausalProbe
+
+    if args.no_causal:
+        return None
+    split = lambda text: [x.strip() for x in text.split(",")]  # noqa: E731
+    probe = CausalProbe(readout=args.readout, featurizers=split(args.featurizers),
+                        positions=split(args.positions), max_pairs=args.max_pairs,
+                        steering=not args.no_steering, attribution=not args.no_attribution,
+                        batch_size=32 if args.batch_size == "auto" else args.batch_size,
+                        seed=args.seed, progress=True)
+    probe.validate()
+    return probe
 
 
 def batch_size(text: str) -> int | str:
@@ -56,6 +89,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from probekit.tasks import with_subfolders
 
     include = with_subfolders(args.include_path) if args.recursive else args.include_path
+    causal = causal_probe(args)
     plan = preflight.check_eval(args.model, args.tasks, layers=args.layers, include=include,
                                 out=args.out, batch_size=args.batch_size, seed=args.seed)
     with distributed.group(args.device) as device:
@@ -65,7 +99,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate(adapter, plan.task_names, layers=layers, device=device,
                           batch_size=args.batch_size, autocast=args.autocast, seed=args.seed,
                           include=include, random_init=not args.no_random_init,
-                          causal=not args.no_causal,
+                          causal=causal if causal is not None else False,
                           trust_remote_code=args.trust_remote_code, truncate=args.truncate)
         if not distributed.is_main():
             return 0

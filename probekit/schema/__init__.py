@@ -22,6 +22,7 @@ from typing import Any
 from probekit.errors import ResultError, UnknownNameError
 from probekit.record import SCHEMA, SCHEMAS, run_id
 from probekit.results import relative_path
+from probekit.schema.sanity import check_ranges
 
 FILES = {"probekit.result/1": "result-1.json", SCHEMA: "result-2.json"}
 
@@ -74,7 +75,7 @@ def validate(result: Any, where: str = "result") -> dict[str, Any]:
     error = _first_schema_error(result, version)
     if error is not None:
         raise ResultError(f"{where}: {error}")
-    from probekit.schema.sanity import check_ranges; check_ranges(result, where)  # noqa: E702
+    check_ranges(result, where)
     expected = run_id(result)
     if result["run_id"] != expected:
         raise ResultError(f"{where}: run_id {result['run_id']!r} does not match its content "
