@@ -3,8 +3,8 @@
 One 3-class probe per layer × target (12 × 16, 4,000 training examples, 768 dims) on synthetic
 activations: a loop of StandardScaler + LogisticRegression (multinomial L-BFGS) fits, once at
 its default max_iter=100 and once at max_iter=1000 (where every fit converges), against
-`fit_linear_probes` three ways: logistic at the same C, logistic with alpha chosen on
-validation, and ridge_classifier with alpha chosen on validation. Prints seconds, speed ratios
+`fit_linear_probes` three ways: logistic at the same C, logistic with the penalty chosen on
+validation, and ridge_classifier with the penalty chosen on validation. Prints seconds, speed ratios
 and the test accuracy gap at the layer each method picks on validation, per target.
 
     python benchmarks/probes.py            # the full size (the scikit-learn loops take minutes)
@@ -100,7 +100,7 @@ def best_layer(val: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 layers × 4 targets, 1,000 × 128")
-    parser.add_argument("--C", type=float, default=1.0, help="LogisticRegression's C (1/alpha)")
+    parser.add_argument("--C", type=float, default=1.0, help="LogisticRegression's C (1/penalty)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="time each batched fit this often")
@@ -128,9 +128,9 @@ def main() -> None:
     print(f"  the two loops (one model, two stopping points) differ by up to {floor.max():.2f}pt "
           f"(mean {floor.mean():.2f}pt) at their best layers")
 
-    runs = [("logistic, same C", dict(kind="logistic", alphas=1.0 / args.C)),
-            ("logistic, alpha on val", dict(kind="logistic", X_val=val[0], Y_val=val[1])),
-            ("ridge, alpha on val", dict(kind="ridge_classifier", X_val=val[0], Y_val=val[1]))]
+    runs = [("logistic, same C", dict(kind="logistic", penalties=1.0 / args.C)),
+            ("logistic, penalty on val", dict(kind="logistic", X_val=val[0], Y_val=val[1])),
+            ("ridge, penalty on val", dict(kind="ridge_classifier", X_val=val[0], Y_val=val[1]))]
     print(f"\n{'batched':24s} {'seconds':>7s} {'vs 100':>7s} {'vs 1000':>7s}   "
           f"{'gap to 1000: worst':>18s} {'mean':>6s} {'same layer':>10s}   "
           f"{'gap to 100: worst':>17s} {'mean':>6s}")

@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from probekit.errors import DataError, UnknownNameError, UserError
 
 KINDS = ("logistic", "ridge", "ridge_classifier")
-DEFAULT_ALPHAS = (1e4, 1e3, 1e2, 10.0, 1.0, 0.1)
+DEFAULT_PENALTIES = (1e4, 1e3, 1e2, 10.0, 1.0, 0.1)
 CURVATURE = 0.25  # typical per-example curvature of the log-loss; sets the whitening's balance
 MEMORY = 10  # L-BFGS correction pairs kept per probe
 
@@ -34,29 +34,34 @@ ArrayLike = Any  # numpy array, torch tensor or nested lists
 
 def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
                       X_val: ArrayLike | None = None, Y_val: ArrayLike | None = None,
-                      alphas: float | Sequence[float] = DEFAULT_ALPHAS,
+                      penalties: float | Sequence[float] | np.ndarray = DEFAULT_PENALTIES,
                       n_classes: int | Sequence[int] | None = None, max_iter: int = 100,
-                      tol: float = 1e-4, device: str | torch.device | None = None
-                      ) -> LinearProbes:
+                      tol: float = 1e-4, device: str | torch.device | None = None,
+                      init: LinearProbes | None = None) -> LinearProbes:
     """Fit one probe per layer and target: X is [layers, examples, dim], Y is [examples, targets]
     (class labels 0..C-1 with -1 for missing, or real values with NaN for missing for "ridge").
 
     kind: "logistic" (multinomial), "ridge_classifier" (ridge on one-hot labels, argmax) or
-    "ridge" (regression, scored by R²). The penalty `alpha` multiplies ½‖W‖² of the summed
-    log-loss (scikit-learn's C = 1/alpha) or ‖W‖² of the summed squared error (scikit-learn's
-    Ridge); features are standardised per layer on the training split. With X_val/Y_val, each
-    layer × target keeps the alpha scoring best on them; without, `alphas` must be one value.
+    "ridge" (regression, scored by R²). The penalty multiplies ½‖W‖² of the summed log-loss
+    (scikit-learn's C = 1/penalty) or ‖W‖² of the summed squared error (scikit-learn's Ridge's
+    alpha); features are standardised per layer on the training split. `penalties`: one value;
+    several, with X_val/Y_val, to keep per layer × target the one scoring best on them; or an
+    array [layers, targets] of one fixed penalty per probe (e.g. another fit's `best_penalty_`).
     n_classes: per target or for all (default: one more than the largest label seen); classes
-    absent from training are never predicted. max_iter and tol bound each logistic fit of the
-    path. device: where to fit (default: X's device, else the CPU).
+    absent from training are never predicted. max_iter and tol bound the logistic fit (tol: the
+    largest gradient entry of the mean loss, scikit-learn's criterion). init: a previous fit of
+    the same shape to warm-start the logistic fit from. device: where to fit (default: X's
+    device, else the CPU).
     """
-    _check_params(kind, alphas, max_iter, tol)
-    alphas = sorted({float(a) for a in np.atleast_1d(alphas)}, reverse=True)
+    _check_params(kind, penalties, max_iter, tol)
     if (X_val is None) != (Y_val is None):
         raise UserError("pass both X_val and Y_val, or neither")
-    if X_val is None and len(alphas) > 1:
-        raise UserError(f"{len(alphas)} alphas but no validation split to choose among them: "
-                        "pass X_val and Y_val, or a single alpha")
+    per_probe = np.ndim(penalties) == 2
+    if not per_probe:
+        penalties = sorted({float(a) for a in np.atleast_1d(penalties)}, reverse=True)
+        if X_val is None and len(penalties) > 1:
+            raise UserError(f"{len(penalties)} penalties but no validation split to choose "
+                            "among them: pass X_val and Y_val, or a single penalty")
     X = _features(X, "X", device)
     device = X.device
     labels = _targets(Y, kind, X.shape[1], "Y", device)
@@ -68,6 +73,17 @@ def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
         Y_val = _targets(Y_val, kind, X_val.shape[1], "Y_val", device)
         if Y_val.shape[1] != labels.shape[1]:
             raise UserError(f"Y_val has {Y_val.shape[1]} targets; Y has {labels.shape[1]}")
+    if per_probe:
+        if np.shape(penalties) != (X.shape[0], labels.shape[1]):
+            raise UserError(f"penalties has shape {np.shape(penalties)}; one penalty per probe "
+                            f"needs [layers, targets] = [{X.shape[0]}, {labels.shape[1]}]")
+        penalties = torch.as_tensor(np.asarray(penalties, dtype=np.float64), device=device)
+    if init is not None and (not isinstance(init, LinearProbes) or init.kind != kind
+                             or init._coef.shape[0] != X.shape[0]
+                             or init._coef.shape[1] != X.shape[2]
+                             or init._coef.shape[3] != labels.shape[1]):
+        raise UserError(f"init must be the LinearProbes of a {kind!r} fit with {X.shape[0]} "
+                        f"layers, {X.shape[2]} features and {labels.shape[1]} targets")
     mean, scale = _standardiser(X)
     Xs = (X - mean).div_(scale)
     Xs_val = None if X_val is None else (X_val - mean).div_(scale)
@@ -86,10 +102,16 @@ def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
         observed = labels >= 0
         _check_two_classes(targets)
     if kind == "logistic":
-        W, b, best, n_iter = _fit_logistic(Xs, labels, targets, alphas, Xs_val, Y_val, max_iter,
-                                           tol)
+        start = None
+        if init is not None:  # the previous fit in the standardised space of this one
+            coef = init._coef.to(device)[..., :targets.shape[1], :]
+            finite = init._intercept.to(device)[:, :targets.shape[1]].nan_to_num(0, 0, 0)
+            start = (coef * scale.transpose(1, 2)[..., None],
+                     finite + torch.einsum("ld,ldkt->lkt", mean[:, 0], coef))
+        W, b, best, n_iter = _fit_logistic(Xs, labels, targets, penalties, Xs_val, Y_val,
+                                           max_iter, tol, start)
     else:
-        W, b, best = _fit_ridge(Xs, targets, observed, alphas, Xs_val, Y_val, kind)
+        W, b, best = _fit_ridge(Xs, targets, observed, penalties, Xs_val, Y_val, kind)
         n_iter = torch.zeros_like(best, dtype=torch.long)
     coef = W / scale.transpose(1, 2)[..., None]  # back to the original feature space
     intercept = b - torch.einsum("ld,ldkt->lkt", mean[:, 0], coef)
@@ -103,12 +125,12 @@ class LinearProbes:
     (unstandardised) feature space, so a probe's class directions can steer activations."""
 
     def __init__(self, kind: str, coef: torch.Tensor, intercept: torch.Tensor,
-                 n_classes: torch.Tensor, best_alpha: torch.Tensor, n_iter: torch.Tensor):
+                 n_classes: torch.Tensor, best_penalty: torch.Tensor, n_iter: torch.Tensor):
         self.kind = kind
         self._coef = coef  # [layers, dim, outputs, targets]
         self._intercept = intercept  # [layers, outputs, targets]
         self.n_classes_ = n_classes.cpu().numpy()  # [targets]; 0 for ridge regression
-        self.best_alpha_ = best_alpha.cpu().numpy()  # [layers, targets]
+        self.best_penalty_ = best_penalty.cpu().numpy()  # [layers, targets]
         self.n_iter_ = n_iter.cpu().numpy()  # [layers, targets]; 0 for closed-form ridge
 
     @property
@@ -159,19 +181,19 @@ class LinearProbe(BaseEstimator):
     """One linear probe (one layer, one target) with scikit-learn's interface; it runs the
     batched fit with one layer and one target, so single and batched probes share one path."""
 
-    def __init__(self, kind: str = "logistic", alpha: float = 1.0, max_iter: int = 100,
+    def __init__(self, kind: str = "logistic", penalty: float = 1.0, max_iter: int = 100,
                  tol: float = 1e-4, device: str | None = None):
         self.kind = kind
-        self.alpha = alpha
+        self.penalty = penalty
         self.max_iter = max_iter
         self.tol = tol
         self.device = device
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> LinearProbe:
         """Fit on X [examples, features] and y [examples] (any labels for classifiers)."""
-        _check_params(self.kind, self.alpha, self.max_iter, self.tol)
-        if np.ndim(self.alpha) != 0:
-            raise UserError(f"alpha must be one number, got {self.alpha!r}")
+        _check_params(self.kind, self.penalty, self.max_iter, self.tol)
+        if np.ndim(self.penalty) != 0:
+            raise UserError(f"penalty must be one number, got {self.penalty!r}")
         X = self._matrix(X)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
@@ -184,7 +206,7 @@ class LinearProbe(BaseEstimator):
             if len(self.classes_) < 2:
                 raise DataError(f"y has the single class {self.classes_.tolist()[0]!r}; a probe "
                                 "needs at least two")
-        self.probes_ = fit_linear_probes(X[None], targets[:, None], self.kind, alphas=self.alpha,
+        self.probes_ = fit_linear_probes(X[None], targets[:, None], self.kind, penalties=self.penalty,
                                          max_iter=self.max_iter, tol=self.tol, device=self.device)
         coef, intercept = self.probes_.coef_[0, 0], self.probes_.intercept_[0, 0]
         if self.kind == "ridge":
@@ -239,19 +261,24 @@ class LinearProbe(BaseEstimator):
         return X
 
 
-def _check_params(kind: str, alphas: Any, max_iter: Any, tol: Any) -> None:
+def _check_params(kind: str, penalties: Any, max_iter: Any, tol: Any) -> None:
     if kind not in KINDS:
         raise UnknownNameError("probe kind", str(kind), KINDS)
-    values = np.atleast_1d(np.asarray(alphas, dtype=object))
-    if values.ndim != 1 or len(values) == 0 or not all(
+    values = np.atleast_1d(np.asarray(penalties, dtype=object))
+    if values.ndim > 2 or values.size == 0 or not all(
             isinstance(a, (int, float, np.number)) and not isinstance(a, bool)
-            and math.isfinite(a) and a > 0 for a in values):
-        raise UserError(f"alpha must be a finite number > 0 (or a non-empty list of them), "
-                        f"got {alphas!r}")
+            and math.isfinite(a) and a > 0 for a in values.ravel()):
+        raise UserError("penalty must be a finite number > 0 (or a non-empty list of them, or "
+                        f"an array [layers, targets] of them), got {_short(penalties)}")
     if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
         raise UserError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     if not isinstance(tol, (int, float, np.number)) or not tol > 0:
         raise UserError(f"tol must be a number > 0, got {tol!r}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _features(X: ArrayLike, name: str, device: str | torch.device | None) -> torch.Tensor:
@@ -336,10 +363,12 @@ def _standardiser(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, torch.where(constant, torch.ones_like(std), std)
 
 
-def _cholesky(G: torch.Tensor, shift: float) -> torch.Tensor:
+def _cholesky(G: torch.Tensor, shift: float | torch.Tensor) -> torch.Tensor:
     """Lower Cholesky factors of G + shift·I [layers, dim, dim], factored in float64; a layer that
     rounding made indefinite gets the smallest extra shift, from 1e-6 of its mean diagonal up."""
     eye = torch.eye(G.shape[-1], dtype=torch.float64, device=G.device)
+    if isinstance(shift, torch.Tensor):
+        shift = shift.double()[:, None, None]
     A = G.double() + shift * eye
     factor, info = torch.linalg.cholesky_ex(A)
     extra = 1e-6 * G.diagonal(dim1=1, dim2=2).double().mean(1).clamp_min(1e-12)
@@ -394,15 +423,15 @@ class _Best:
 
 
 def _fit_ridge(Xs: torch.Tensor, targets: torch.Tensor, observed: torch.Tensor,
-               alphas: list[float], Xs_val: torch.Tensor | None, Y_val: torch.Tensor | None,
+               penalties: list[float], Xs_val: torch.Tensor | None, Y_val: torch.Tensor | None,
                kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Closed-form ridge: targets observed on the same examples share one Cholesky factor per
-    layer and alpha."""
+    layer and penalty."""
     L, N, D = Xs.shape
     K, T = targets.shape[1:]
     W = Xs.new_zeros(L, D, K, T)
     b = Xs.new_zeros(L, K, T)
-    chosen = Xs.new_zeros(L, T)
+    chosen = Xs.new_zeros(L, T, dtype=torch.float64)
     patterns, group = torch.unique(observed, dim=1, return_inverse=True)
     for g in range(patterns.shape[1]):
         cols = (group == g).nonzero().flatten()
@@ -414,25 +443,29 @@ def _fit_ridge(Xs: torch.Tensor, targets: torch.Tensor, observed: torch.Tensor,
         y_mean = y.mean(0)
         G, B = Xc.mT @ Xc, Xc.mT @ (y - y_mean).reshape(len(y), -1)
         best = _Best()
-        for alpha in alphas:
-            Wa = torch.cholesky_solve(B, _cholesky(G, alpha)).view(L, D, K, len(cols))
+        fixed = isinstance(penalties, torch.Tensor)
+        for penalty in (penalties[:, cols].unique().tolist() if fixed else penalties):
+            Wa = torch.cholesky_solve(B, _cholesky(G, penalty)).view(L, D, K, len(cols))
             ba = y_mean - torch.einsum("ld,ldkt->lkt", mu[:, 0], Wa)
-            score = None if Xs_val is None else _score(
+            score = None if Xs_val is None or fixed else _score(
                 _predict(Xs_val, Wa, ba, kind), Y_val[:, cols], kind)
-            best.offer(score, W=Wa, b=ba, alpha=torch.full_like(Wa[:, 0, 0], alpha))
-        W[..., cols], b[..., cols], chosen[:, cols] = best.W, best.b, best.alpha
+            if fixed:  # a probe keeps the solve at its own penalty
+                score = (penalties[:, cols] == penalty).float()
+            best.offer(score, W=Wa, b=ba, penalty=torch.full_like(chosen[:, cols], penalty))
+        W[..., cols], b[..., cols], chosen[:, cols] = best.W, best.b, best.penalty
     return W, b, chosen
 
 
 class _LogLoss:
-    """Penalised multinomial log-loss of every layer × target probe at one alpha, in
+    """Penalised multinomial log-loss of every layer × target probe at one penalty, in
     coordinates x [layers, dim + 1, classes, targets] whitened by the layer's covariance: with
-    R Rᵀ = CURVATURE·XᵀX + alpha·I, W = R⁻ᵀ x[:, :dim] and b = x[:, dim] / √(CURVATURE·n), so the
+    R Rᵀ = CURVATURE·XᵀX + penalty·I, W = R⁻ᵀ x[:, :dim] and b = x[:, dim] / √(CURVATURE·n), so the
     Hessian is close to the identity and L-BFGS needs few iterations."""
 
     def __init__(self, Xs: torch.Tensor, factor: torch.Tensor, labels: torch.Tensor,
                  onehot: torch.Tensor, penalty: torch.Tensor):
-        self.Xs, self.factor, self.onehot, self.penalty = Xs, factor, onehot, penalty
+        self.Xs, self.factor, self.onehot = Xs, factor, onehot
+        self.penalty = penalty.expand(Xs.shape[0], onehot.shape[2])  # [layers, targets]
         self.weight = (labels >= 0).float()[:, None, :]  # [N, 1, T]
         absent = onehot.sum(0) == 0  # [K, T] classes a target never shows: never predicted
         self.pad = torch.zeros_like(absent, dtype=Xs.dtype).masked_fill(absent, -math.inf)
@@ -465,7 +498,7 @@ class _LogLoss:
         """Gradients with respect to W and b in the standardised feature space."""
         L, N, K, T = residual.shape
         gW = (self.Xs.transpose(1, 2) @ residual.view(L, N, K * T)).view(L, -1, K, T)
-        return gW + self.penalty * W, residual.sum(1)
+        return gW + _expand(self.penalty) * W, residual.sum(1)
 
     def whiten(self, gW: torch.Tensor, gb: torch.Tensor) -> torch.Tensor:
         """The same gradient in x coordinates (the chain rule through params)."""
@@ -476,28 +509,38 @@ class _LogLoss:
 
 
 def _fit_logistic(Xs: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor,
-                  alphas: list[float], Xs_val: torch.Tensor | None, Y_val: torch.Tensor | None,
-                  max_iter: int, tol: float
+                  penalties: list[float] | torch.Tensor, Xs_val: torch.Tensor | None,
+                  Y_val: torch.Tensor | None, max_iter: int, tol: float,
+                  start: tuple[torch.Tensor, torch.Tensor] | None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batched L-BFGS along the path of alphas from strong to weak, each fit warm-started
-    from the previous one; keeps per layer × target the alpha that scores best on validation."""
+    """Batched L-BFGS along the path of penalties from strong to weak, each fit warm-started
+    from the previous one; keeps per layer × target the penalty that scores best on validation."""
     L, N, D = Xs.shape
     K, T = onehot.shape[1:]
     G = Xs.mT @ Xs
-    # scikit-learn's binary model has one weight vector; two symmetric ones need twice the alpha
+    # scikit-learn's binary model has one weight vector; two symmetric ones need twice the penalty
     binary = ((onehot.sum(0) > 0).sum(0) == 2).float()
     counts = onehot.sum(0)
     W = Xs.new_zeros(L, D, K, T)
     b = (counts / counts.sum(0)).log().nan_to_num(0.0, 0.0, 0.0).expand(L, K, T).clone()
+    if start is not None:
+        W, b = start
     best = _Best()
-    for alpha in alphas:
-        objective = _LogLoss(Xs, _cholesky(CURVATURE * G, alpha), labels, onehot,
-                             alpha * (1.0 + binary))
+    if isinstance(penalties, torch.Tensor):  # one fixed penalty per probe
+        shift = penalties.log().mean(1).exp()  # whitening is a preconditioner: any shift works
+        objective = _LogLoss(Xs, _cholesky(CURVATURE * G, shift), labels, onehot,
+                             (penalties * (1.0 + binary)).float())
+        W, b, steps = _lbfgs(objective, W, b, max_iter, tol)
+        return W, b, penalties, steps
+    for penalty in penalties:
+        objective = _LogLoss(Xs, _cholesky(CURVATURE * G, penalty), labels, onehot,
+                             penalty * (1.0 + binary))
         W, b, steps = _lbfgs(objective, W, b, max_iter, tol)
         score = None if Xs_val is None else _score(
             _predict(Xs_val, W, b + objective.pad, "logistic"), Y_val, "logistic")
-        best.offer(score, W=W, b=b, alpha=torch.full_like(W[:, 0, 0], alpha), steps=steps)
-    return best.W, best.b, best.alpha, best.steps
+        best.offer(score, W=W, b=b, penalty=torch.full_like(W[:, 0, 0], penalty, dtype=torch.float64),
+                   steps=steps)
+    return best.W, best.b, best.penalty, best.steps
 
 
 def _lbfgs(f: _LogLoss, W: torch.Tensor, b: torch.Tensor, max_iter: int, tol: float
