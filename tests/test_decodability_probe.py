@@ -196,27 +196,37 @@ def test_rows_and_scores_have_the_exact_keys_and_repeat_exactly():
     assert c.scores()["value"] == s["value"]  # and nothing else but the interval
 
 
-def test_a_depth_score_agrees_with_scikit_learn():
-    """The second look: an independent scikit-learn fit on the same latents and the same
-    penalty, scored on the last quarter of the test episodes."""
+def test_depth_scores_agree_with_scikit_learn():
+    """The second look: an independent scikit-learn fit on the same latents at the same penalty,
+    scored on the first and the last quarter of the test episodes (the state fades with depth,
+    so the two differ)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    lat, ys = dataset(strength=1.0)  # a noisy read: accuracy well inside (chance, 1)
+    steps, dim = 16, 8
+    fade = np.linspace(2.5, 0.4, steps)[None, :]
+    lat, ys = {}, {}
+    for i, (split, n) in enumerate(SIZES.items()):
+        rng = np.random.default_rng(20 + i)
+        ys[split] = rng.integers(0, 3, size=(n, steps, 1)).astype(np.float64)
+        x = rng.normal(size=(1, n, steps, dim)).astype(np.float32)
+        for c in range(3):
+            x[0, :, :, c] += fade * (ys[split][..., 0] == c)
+        lat[split] = x
     result = quick(control=False, mdl=False).run(lat, Labels("sk", (STATE,), ys))
-    layer = 0
-    penalty = float(result.penalties[layer, 0])
-    X = {s: x[layer].reshape(-1, x.shape[-1]) for s, x in lat.items()}
+    X = {s: x[0].reshape(-1, dim) for s, x in lat.items()}
     scaler = StandardScaler().fit(X["train"])
-    ref = LogisticRegression(C=1 / penalty, max_iter=2000, tol=1e-8).fit(
+    ref = LogisticRegression(C=1 / float(result.penalties[0, 0]), max_iter=2000, tol=1e-8).fit(
         scaler.transform(X["train"]), ys["train"].reshape(-1))
-    steps = 16
-    late = np.array([s for s in range(steps) if math.ceil(4 * (s + 1) / steps) == 4])
-    pred = ref.predict(scaler.transform(lat["test"][layer][:, late].reshape(-1, 8)))
-    expected = float((pred == ys["test"][:, late, 0].reshape(-1)).mean())
-    (row,) = [r for r in result.rows() if r["layer"] == "layer.0" and r["depth"] == "q4"]
-    assert 0.5 < expected < 0.95
-    assert row["test"] == pytest.approx(expected, abs=0.01)
+    rows = {r["depth"]: r["test"] for r in result.rows()}
+    expected = {}
+    for q in (1, 4):
+        at = np.array([s for s in range(steps) if math.ceil(4 * (s + 1) / steps) == q])
+        pred = ref.predict(scaler.transform(lat["test"][0][:, at].reshape(-1, dim)))
+        expected[f"q{q}"] = float((pred == ys["test"][:, at, 0].reshape(-1)).mean())
+    assert expected["q1"] > expected["q4"] + 0.2 and 0.4 < expected["q4"] < 0.9, expected
+    for depth, value in expected.items():
+        assert rows[depth] == pytest.approx(value, abs=0.01), (depth, rows, expected)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -269,6 +279,8 @@ def test_on_the_quickstart_mdl_ranks_the_model_above_its_random_init_twin():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the probes' convergence at max_iter is not tested here
         result = probe.run(adapter, task, ["block.3"], twin=adapter.random_init(0))
+    assert DecodabilityProbe.splits_of(task) == ["train", "val", "test", "test_long"]
+    assert result.n_episodes == {"train": 2000, "val": 500, "test": 500, "test_long": 500}
     s = result.scores()
     assert s["mdl"]["compression"] > 2 * s["mdl"]["random_init_compression"], s["mdl"]
     assert s["mdl"]["random_init_compression"] > 1  # the twin is not useless either

@@ -3,12 +3,14 @@
 The training episodes are put in a seeded random order and cut into blocks at FRACTIONS of
 them (fractions holding fewer than MIN_EPISODES episodes are dropped). The first block is sent
 with the uniform code; each later block with the probabilities of a probe fitted on every block
-before it, at one fixed penalty, MDL_PENALTY unless asked otherwise: on standardised features,
-½·penalty·‖W‖² added to the summed log-loss is the MAP fit under a N(0, 1/penalty) prior on
-each weight, so the code approximates a Bayesian prequential code, the same for every model.
-(Penalties chosen on validation accuracy do not serve: accuracy ties on an easy target keep the
-strongest penalty, whose probabilities stay near uniform.) A representation that makes the labels easy to learn from few
-examples codes them in few bits: compression = uniform codelength / online codelength.
+before it. A representation that makes the labels easy to learn from few examples codes them
+in few bits: compression = uniform codelength / online codelength.
+
+Every probe has the one fixed penalty MDL_PENALTY (unless asked otherwise): on standardised
+features, ½·penalty·‖W‖² added to the summed log-loss is the MAP fit under a N(0, 1/penalty)
+prior on each weight, so the code approximates a Bayesian prequential code, the same for every
+model. Penalties chosen on validation accuracy do not serve: accuracy ties on an easy target
+keep the strongest penalty, whose probabilities stay near uniform.
 
 Probabilities are mixed with the uniform distribution at weight EPSILON, so a label a probe
 gave (numerically) zero probability — a class its prefix never showed — costs a bounded

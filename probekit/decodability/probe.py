@@ -67,13 +67,13 @@ class DecodabilityProbe:
     def __init__(self, *, control: bool = True, mdl: bool = True,
                  depths: str | int = "quartiles", penalties: Sequence[float] = DEFAULT_PENALTIES,
                  mdl_penalty: float = MDL_PENALTY, max_iter: int = 100, tol: float = 1e-4,
-                 batch_size: int | str = 32,
-                 autocast: str | None = None, device: str | torch.device | None = None,
-                 seed: int = 0, n_boot: int = 1000, progress: bool = True):
+                 batch_size: int | str = 32, autocast: str | None = None,
+                 device: str | torch.device | None = None, seed: int = 0, n_boot: int = 1000,
+                 progress: bool = True):
         self.control, self.mdl, self.depths, self.penalties = control, mdl, depths, penalties
-        self.mdl_penalty = mdl_penalty
-        self.max_iter, self.tol, self.batch_size, self.autocast = max_iter, tol, batch_size, autocast
-        self.device, self.seed, self.n_boot, self.progress = device, seed, n_boot, progress
+        self.mdl_penalty, self.max_iter, self.tol = mdl_penalty, max_iter, tol
+        self.batch_size, self.autocast, self.device = batch_size, autocast, device
+        self.seed, self.n_boot, self.progress = seed, n_boot, progress
 
     def run(self, model: Source, task: Task | Labels, layers: Sequence[str] | None = None, *,
             twin: Source | None = None) -> DecodabilityResult:
@@ -178,13 +178,19 @@ class DecodabilityProbe:
         return int(depths)
 
     @staticmethod
-    def _splits(model: Source, task: Task | Labels) -> list[str]:
+    def splits_of(task: Task) -> list[str]:
+        """The splits `run` extracts for a model `Adapter` on `task`: train, val, test and
+        test_long where the task has one (for the twin: train, val, test). Under
+        torch.distributed, every rank extracts these before rank 0 runs the probe."""
+        return list(SPLITS) + ([LONG] if LONG in task.splits else [])
+
+    def _splits(self, model: Source, task: Task | Labels) -> list[str]:
         """The splits to probe: train, val, test and, where there is one, test_long."""
         if isinstance(model, Adapter):
             if not isinstance(task, Task):
                 raise UserError("an Adapter needs a registered Task to extract latents from; "
                                 "for Labels, pass a dict of latents {split: array} instead")
-            return list(SPLITS) + ([LONG] if LONG in task.splits else [])
+            return self.splits_of(task)
         if not isinstance(model, Mapping):
             raise UserError(f"model must be an Adapter or a dict {{split: Latents or array "
                             f"[layers, episodes, steps, dim]}}, got {type(model).__name__}")
