@@ -164,6 +164,17 @@ def test_a_twin_and_a_control_task_are_scored_beside_the_model():
     assert all(r["random_init"] is not None and r["control"] is not None for r in rows)
 
 
+def test_a_control_task_whose_types_drew_one_label_predicts_that_label():
+    lat, ys = dataset()
+    keys = {s: np.full(y.shape[:2], "same") for s, y in ys.items()}  # one surface type
+    with pytest.warns(ProbekitWarning, match="only 1 types"):
+        result = quick(mdl=False).run(lat, Labels("one-type", (STATE,), ys, keys))
+    controls = [r["control"] for r in result.rows() if r["depth"] == "all"]
+    label = ys["train"][..., 0].reshape(-1)
+    # every step gets the one control label, so the control probe is right everywhere
+    assert controls == [1.0, 1.0] and len(np.unique(label)) == 3
+
+
 def test_rows_and_scores_have_the_exact_keys_and_repeat_exactly():
     lat, ys = dataset(readable=12)
     keys = {s: np.array([[f"{k}" for k in range(y.shape[1])] for _ in range(len(y))])

@@ -13,15 +13,15 @@ Scores are normalised so chance is 0 and perfect is 1 before they are averaged o
 from __future__ import annotations
 
 from probekit.decodability.data import (LONG, METRIC, PROBE_KIND, PROBE_MEMORY, SPLITS, Labels,
-                                        ProbeData, chance_levels, constant_targets,
-                                        depth_buckets, layer_groups, normalise, probe_data)
+                                        ProbeData, chance_levels, depth_buckets, layer_groups,
+                                        normalise, probe_data)
+# What probekit.evaluation.evaluate_task still imports; goes once it calls DecodabilityProbe.
 from probekit.decodability.legacy import (bootstrap_ci, choose_layer, control_labels,
                                           fit_scores, informative)
-from probekit.decodability.probe import DecodabilityProbe, depth_scores
+from probekit.decodability.probe import DecodabilityProbe
 from probekit.decodability.result import DecodabilityResult
 
 __all__ = ["DecodabilityProbe", "DecodabilityResult", "Labels", "LONG", "METRIC", "PROBE_KIND",
            "PROBE_MEMORY", "SPLITS", "ProbeData", "bootstrap_ci", "chance_levels",
-           "choose_layer", "constant_targets", "control_labels", "depth_buckets",
-           "depth_scores", "fit_scores", "informative", "layer_groups", "normalise",
-           "probe_data"]
+           "choose_layer", "control_labels", "depth_buckets", "fit_scores", "informative",
+           "layer_groups", "normalise", "probe_data"]

@@ -381,6 +381,19 @@ class _Fitter:
                                  max_iter=p.max_iter, tol=p.tol, device=self.device, init=init,
                                  **extra)
 
+    def control_predictions(self, X: dict[str, np.ndarray], y: np.ndarray, kind: str,
+                            cols: list[int], penalties: np.ndarray) -> np.ndarray:
+        """Test predictions [layers, rows, len(cols)] of control-task probes fit on train labels
+        y. A control target whose few surface types all drew one label is predicted as that
+        label (a probe cannot be fit to one class, and would predict nothing else)."""
+        varied = [k for k in range(len(cols)) if len(np.unique(y[:, k])) > 1]
+        pred = np.broadcast_to(y[0], (len(X["test"]), X["test"].shape[1], len(cols))).copy()
+        if varied:
+            probes = self.fit(X["train"], y[:, varied], kind, [cols[k] for k in varied],
+                              penalties[:, varied])
+            pred[..., varied] = probes.predict(X["test"])
+        return pred
+
     def run(self, data: dict[str, ProbeData], control_Y: dict[str, np.ndarray] | None,
             order: np.ndarray, penalties: np.ndarray | None, desc: str) -> _Pass:
         from tqdm.auto import tqdm
@@ -416,11 +429,10 @@ class _Fitter:
                         late_test[g][..., cols] = _late(pred.transpose(1, 0, 2), S[s],
                                                         self.n_depths).transpose(2, 0, 1, 3)
                 if control is not None:
-                    ctl = self.fit(X["train"], control_Y["train"][:, cols], kind, cols,
-                                   chosen[g][:, cols])
-                    control[g, cols] = depth_scores(ctl.predict(X["test"]),
-                                                    control_Y["test"][:, cols], kind, S["test"],
-                                                    self.n_depths)
+                    pred = self.control_predictions(X, control_Y["train"][:, cols], kind, cols,
+                                                    chosen[g][:, cols])
+                    control[g, cols] = depth_scores(pred, control_Y["test"][:, cols], kind,
+                                                    S["test"], self.n_depths)
                 if mdl and kind == "class":
                     bits[g, cols] = online_bits(
                         X["train"], Y["train"], S["train"], self.n_classes[cols], order,
