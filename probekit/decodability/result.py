@@ -4,6 +4,9 @@ depth, the normalised headline, and the by-depth figure."""
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,7 +115,7 @@ class DecodabilityResult:
         if self._ci is None:
             self._ci = _bootstrap(self.late_test[self.layer_index], self.late_y, self.kinds,
                                   self.chance, self.n_boot, self.seed)
-        return self._ci
+        return list(self._ci)
 
     def scores(self) -> dict[str, Any]:
         """The headline, normalised (chance 0, perfect 1) and averaged over targets: `value` the
@@ -206,18 +209,12 @@ def _best(curve: np.ndarray) -> int:
     return int(np.argmax(np.nan_to_num(curve, nan=-np.inf)))
 
 
-class _quiet:
+@contextmanager
+def _quiet() -> Iterator[None]:
     """Silence numpy's 'mean of empty slice' for buckets that hold no label."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: Any) -> None:
-        self._w.__exit__(*exc)
+        yield
 
 
 def _bootstrap(pred: np.ndarray, y: np.ndarray, kinds: list[str], chance: np.ndarray,
