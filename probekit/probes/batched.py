@@ -34,6 +34,8 @@ CURVATURE = 0.25  # typical per-example curvature of the log-loss; sets the prec
 MEMORY = 10  # L-BFGS correction pairs kept per probe
 REFRESH = 10  # iterations between two measurements of the Hessian's diagonal
 PATH_ITER = 5  # L-BFGS iterations per penalty of the path that chooses the logistic penalty
+_TRACE = bool(__import__("os").environ.get("PK_TRACE"))
+COMPACT = 0.5  # the running probes move to a block of their own below this share of the whole
 PATIENCE = 2  # the path stops once no probe improved on validation for this many penalties
 
 ArrayLike = Any  # numpy array, torch tensor or nested lists
@@ -42,7 +44,7 @@ ArrayLike = Any  # numpy array, torch tensor or nested lists
 def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
                       X_val: ArrayLike | None = None, Y_val: ArrayLike | None = None,
                       penalties: float | Sequence[float] | np.ndarray = DEFAULT_PENALTIES,
-                      n_classes: int | Sequence[int] | None = None, max_iter: int = 100,
+                      n_classes: int | Sequence[int] | None = None, max_iter: int = 300,
                       tol: float = 1e-4, device: str | torch.device | None = None,
                       init: LinearProbes | None = None) -> LinearProbes:
     """Fit one probe per layer and target: X is [layers, examples, dim], Y is [examples, targets]
@@ -204,7 +206,7 @@ class LinearProbe(BaseEstimator):
     """One linear probe (one layer, one target) with scikit-learn's interface; it runs the
     batched fit with one layer and one target, so single and batched probes share one path."""
 
-    def __init__(self, kind: str = "logistic", penalty: float = 1.0, max_iter: int = 100,
+    def __init__(self, kind: str = "logistic", penalty: float = 1.0, max_iter: int = 300,
                  tol: float = 1e-4, device: str | None = None):
         self.kind = kind
         self.penalty = penalty
@@ -512,6 +514,18 @@ class _Problem:
         self.s, self.V = s.float(), V.float()
         self._squares: torch.Tensor | None = None
 
+    def subset(self, layers: torch.Tensor, targets: torch.Tensor) -> _Problem:
+        """The same problem for some layers and targets only."""
+        new = object.__new__(_Problem)
+        new.XT = self.XT if len(layers) == len(self.XT) else self.XT[layers]
+        new.missing, new.n, new.weight = self.missing, self.n[targets], self.weight[:, :, targets]
+        new.negonehot = self.negonehot[:, :, targets]
+        new.sums = self.sums[layers][..., targets]
+        new.counts, new.pad = self.counts[:, targets], self.pad[:, targets]
+        new.binary, new.s, new.V = self.binary[targets], self.s[layers], self.V[layers]
+        new._squares = None if self._squares is None else self._squares[layers]
+        return new
+
     def squares(self) -> torch.Tensor:
         """[L, examples, D]: each example's squared coordinates in the eigenbasis."""
         if self._squares is None:
@@ -550,6 +564,16 @@ class _LogLoss:
         h = CURVATURE * problem.s[:, :, None, None] + _expand(self.penalty)
         self.root = h.clamp_min(1e-12).sqrt()  # [L, D, 1, T]
         self.bscale = (CURVATURE * problem.n).rsqrt()  # [T]
+
+    def subset(self, layers: torch.Tensor, targets: torch.Tensor) -> _LogLoss:
+        """The same objective for some layers and targets only."""
+        new = object.__new__(_LogLoss)
+        new.p = self.p.subset(layers, targets)
+        new.penalty = _take(self.penalty, layers, targets)
+        new.root = _take(self.root, layers, targets)
+        new.bscale = self.bscale[targets] if self.bscale.ndim == 1 else \
+            _take(self.bscale, layers, targets)
+        return new
 
     def refresh(self, residual: torch.Tensor) -> torch.Tensor:
         """Measure the Hessian's diagonal in the eigenbasis, per class, at the probabilities of
@@ -643,26 +667,45 @@ def _fit_logistic(Xs: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor,
         stalled
 
 
-def _lbfgs(f: _LogLoss, P: torch.Tensor, max_iter: int, tol: float) -> tuple[torch.Tensor, ...]:
+def _lbfgs(f: _LogLoss, P: torch.Tensor, max_iter: int, tol: float, state: dict | None = None
+           ) -> tuple[torch.Tensor, ...]:
     """Minimise every probe's objective at once from P; a probe stops when the largest entry of
-    its mean-loss gradient is at most tol (scikit-learn's criterion). Returns P, the iterations
+    its mean-loss gradient is at most tol (scikit-learn's criterion). Once the probes still
+    running fit in a block of layers × targets at most COMPACT of the whole, the fit goes on
+    with that block only (L-BFGS's memory carried over in `state`). Returns P, the iterations
     each probe ran, and which probes ended above tol at max_iter (late) or without any decrease
     float32 can resolve (stalled)."""
     P = P.contiguous()
     z = f.p.logits(P)
     value, residual = f.loss(z, P)
     gP = f.gradient(residual, P)
-    history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    gamma = P.new_ones(value.shape)
+    state = state or {}
+    history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = state.get("history", [])
+    gamma = state.get("gamma", P.new_ones(value.shape))
+    stalled = state.get("stalled", torch.zeros_like(value, dtype=torch.bool))
+    failed = state.get("failed", torch.zeros_like(value, dtype=torch.bool))
+    phase = state.get("phase", 0)
     steps = torch.zeros_like(value, dtype=torch.long)
-    stalled = torch.zeros_like(value, dtype=torch.bool)
-    failed = torch.zeros_like(value, dtype=torch.bool)
-    active = f.largest(gP) > tol
+    active = (f.largest(gP) > tol) & ~stalled
     g = f.whiten(gP)
     for it in range(max_iter):
         if not active.any():
             break
-        if it % REFRESH == 0:  # measure the diagonal; rescale what L-BFGS keeps to match
+        layers, targets = active.any(1).nonzero()[:, 0], active.any(0).nonzero()[:, 0]
+        if it > 0 and len(layers) * len(targets) <= COMPACT * active.numel():
+            sub = dict(history=[(_take(p, layers, targets), _take(c, layers, targets),
+                                 _take(r, layers, targets)) for p, c, r in history],
+                       gamma=_take(gamma, layers, targets), phase=phase + it,
+                       stalled=_take(stalled, layers, targets),
+                       failed=_take(failed, layers, targets))
+            P_sub, ran, late_sub, stalled_sub = _lbfgs(
+                f.subset(layers, targets), _take(P, layers, targets), max_iter - it, tol, sub)
+            late = torch.zeros_like(stalled)
+            return (_put(P, layers, targets, P_sub), _put(steps, layers, targets, ran + 
+                                                           _take(steps, layers, targets)),
+                    _put(late, layers, targets, late_sub),
+                    _put(stalled, layers, targets, stalled_sub))
+        if (phase + it) % REFRESH == 0:  # measure the diagonal; rescale what L-BFGS keeps
             scale = f.refresh(residual)
             history = [(p * scale, c / scale, r) for p, c, r in history]
             g = g / scale
@@ -701,8 +744,25 @@ def _lbfgs(f: _LogLoss, P: torch.Tensor, max_iter: int, tol: float) -> tuple[tor
             gamma = torch.where(fail, 1.0, gamma)
         P, g, value, residual = P_new, g_new, new_value, new_residual
         active = (f.largest(gP) > tol) & ~stalled
+        if _TRACE:
+            print(it, float(f.largest(gP)[0, 0]), float(t[0, 0]), float(value[0, 0]))
     above = f.largest(gP) > tol
     return P, steps, above & ~stalled, above & stalled
+
+
+def _take(v: torch.Tensor, layers: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The block layers × targets of a [layers, ..., targets] tensor."""
+    return v[layers][..., targets]
+
+
+def _put(v: torch.Tensor, layers: torch.Tensor, targets: torch.Tensor,
+         block: torch.Tensor) -> torch.Tensor:
+    """v with its block layers × targets replaced by `block` (a new tensor)."""
+    rows = v[layers]
+    rows[..., targets] = block
+    out = v.clone()
+    out[layers] = rows
+    return out
 
 
 def _two_loop(g: torch.Tensor, history: list, gamma: torch.Tensor) -> torch.Tensor:
