@@ -2,12 +2,22 @@
 
 One eigendecomposition of each layer's feature covariance serves everything: ridge along the
 whole path of penalties is closed-form in that basis (one factorisation per layer, not per
-penalty), and the same basis preconditions a batched multinomial L-BFGS (the diagonal of the
-log-loss Hessian's usual shape, CURVATURE·XᵀX + penalty·I, for every probe at once, whatever its
+penalty), and the same basis preconditions a batched multinomial L-BFGS (the Hessian's diagonal
+in that basis, measured per probe and class every few iterations, whatever each probe's
 penalty). With several penalties, logistic probes run a short warm-started path, strong to weak,
 to choose each probe's penalty on the validation split, and are then fitted to convergence only
 at the penalty chosen. A fixed penalty per probe ([layers, targets], e.g. a previous fit's
 `best_penalty_`) skips the path altogether.
+
+Where the time goes (and why the layout is what it is): one iteration is two matrix products
+over the examples (logits of the step; gradient) and a handful of elementwise passes over the
+logits (softmax and residual). The logits are [layers, classes, targets, examples], so the
+softmax across classes is elementwise work between contiguous blocks (a reduction over a small
+innermost class axis, or a broadcast across it, ran ~8× slower per element); the intercept is a
+row of ones in the features, so one product gives the logits; the label term of the loss comes
+from per-class feature sums, not from a pass over the logits. A line-search retry evaluates only
+the probes that need it, and once the probes still running fit in a small block of
+layers × targets, the fit continues on that block alone.
 """
 
 from __future__ import annotations
@@ -30,11 +40,10 @@ from probekit.errors import DataError, UnknownNameError, UserError
 
 KINDS = ("logistic", "ridge", "ridge_classifier")
 DEFAULT_PENALTIES = (1e4, 1e3, 1e2, 10.0, 1.0, 0.1)
-CURVATURE = 0.25  # typical per-example curvature of the log-loss; sets the preconditioner
+CURVATURE = 0.25  # per-example curvature of the log-loss assumed before it is measured
 MEMORY = 10  # L-BFGS correction pairs kept per probe
 REFRESH = 10  # iterations between two measurements of the Hessian's diagonal
-PATH_ITER = 5  # L-BFGS iterations per penalty of the path that chooses the logistic penalty
-_TRACE = bool(__import__("os").environ.get("PK_TRACE"))
+PATH_ITER = 10  # L-BFGS iterations per penalty of the path that chooses the logistic penalty
 COMPACT = 0.5  # the running probes move to a block of their own below this share of the whole
 PATIENCE = 2  # the path stops once no probe improved on validation for this many penalties
 
@@ -744,8 +753,6 @@ def _lbfgs(f: _LogLoss, P: torch.Tensor, max_iter: int, tol: float, state: dict 
             gamma = torch.where(fail, 1.0, gamma)
         P, g, value, residual = P_new, g_new, new_value, new_residual
         active = (f.largest(gP) > tol) & ~stalled
-        if _TRACE:
-            print(it, float(f.largest(gP)[0, 0]), float(t[0, 0]), float(value[0, 0]))
     above = f.largest(gP) > tol
     return P, steps, above & ~stalled, above & stalled
 
