@@ -36,8 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from probekit.probes import fit_linear_probes
-from probekit.probes.batched import DEFAULT_PENALTIES
+from probekit.probes import DEFAULT_PENALTIES, fit_linear_probes
 
 
 def activations(n: int, layers: int, dim: int, targets: int, classes: int,

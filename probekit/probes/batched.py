@@ -240,8 +240,9 @@ class LinearProbe(BaseEstimator):
             if len(self.classes_) < 2:
                 raise DataError(f"y has the single class {self.classes_.tolist()[0]!r}; a probe "
                                 "needs at least two")
-        self.probes_ = fit_linear_probes(X[None], targets[:, None], self.kind, penalties=self.penalty,
-                                         max_iter=self.max_iter, tol=self.tol, device=self.device)
+        self.probes_ = fit_linear_probes(X[None], targets[:, None], self.kind,
+                                         penalties=self.penalty, max_iter=self.max_iter,
+                                         tol=self.tol, device=self.device)
         coef, intercept = self.probes_.coef_[0, 0], self.probes_.intercept_[0, 0]
         if self.kind == "ridge":
             coef, intercept = coef[0], intercept[0]
