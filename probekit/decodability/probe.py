@@ -66,7 +66,7 @@ class DecodabilityProbe:
 
     def __init__(self, *, control: bool = True, mdl: bool = True,
                  depths: str | int = "quartiles", penalties: Sequence[float] = DEFAULT_PENALTIES,
-                 mdl_penalty: float = MDL_PENALTY, max_iter: int = 100, tol: float = 1e-4,
+                 mdl_penalty: float = MDL_PENALTY, max_iter: int = 300, tol: float = 1e-4,
                  batch_size: int | str = 32, autocast: str | None = None,
                  device: str | torch.device | None = None, seed: int = 0, n_boot: int = 1000,
                  progress: bool = True):
