@@ -20,8 +20,7 @@ from probekit.decodability.mdl import MDL_PENALTY, online_bits, uniform_bits
 from probekit.decodability.result import DecodabilityResult
 from probekit.errors import DataError, ProbekitWarning, UnknownNameError, UserError
 from probekit.extraction import AUTOCAST, Latents, extract
-from probekit.probes import LinearProbes, fit_linear_probes
-from probekit.probes.batched import DEFAULT_PENALTIES
+from probekit.probes import DEFAULT_PENALTIES, LinearProbes, fit_linear_probes
 from probekit.probes.control import ControlTask
 from probekit.tasks import Task
 from probekit.worlds import Target
