@@ -1,28 +1,34 @@
 """Batched linear probes against the scikit-learn loop a user would otherwise write.
 
-One 3-class probe per layer × target (12 × 16, 4,000 training examples, 768 dims) on synthetic
-activations: a loop of StandardScaler + LogisticRegression (multinomial L-BFGS) fits, once at
-its default max_iter=100 and once at max_iter=1000 (where every fit converges), against
-`fit_linear_probes` three ways: logistic at the same C, logistic with alpha chosen on
-validation, and ridge_classifier with alpha chosen on validation. Prints seconds, speed ratios
-and the test accuracy gap at the layer each method picks on validation, per target.
+Part 1, a grid of shapes: one probe per layer × target on synthetic residual-stream-like
+activations, `fit_linear_probes(kind="logistic")` against a loop of StandardScaler +
+LogisticRegression (multinomial L-BFGS, run to convergence: max_iter=5000, the same tol=1e-4).
+Each shape is fitted at one penalty (scikit-learn's C = 1/penalty) and along a path of six
+penalties chosen on validation (the loop warm-starts each probe along the path, as
+LogisticRegression(warm_start=True) allows, and keeps the best on validation). Prints the
+seconds, the speed-up and the test-accuracy gap at the layer each method picks on validation.
 
-    python benchmarks/probes.py            # the full size (the scikit-learn loops take minutes)
-    python benchmarks/probes.py --quick    # 4 layers × 4 targets, 1,000 × 128
+Part 2, a background load: the same batched fit in fresh processes, with probekit's thread
+settings (threads = usable CPUs, OMP_WAIT_POLICY=PASSIVE), with torch's defaults (torch imported
+first, so probekit cannot set the wait policy), and with one thread; each alone and next to a
+process spinning on one core.
+
+    python benchmarks/probes.py            # the full grid (the scikit-learn loops take minutes)
+    python benchmarks/probes.py --quick    # a smaller grid, under a minute
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import os
+import subprocess
+import sys
 import time
 import warnings
+from dataclasses import dataclass
 
-# On a shared CPU, OpenMP threads that spin while waiting stall each other (torch's fit ran 5x
-# slower here under load); sleeping waiters keep the timing honest. Export it to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
+import probekit  # noqa: F401  (first: it sets the thread count and wait policy before torch)
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
@@ -30,7 +36,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from probekit.probes import fit_linear_probes
+from probekit.probes import DEFAULT_PENALTIES, fit_linear_probes
 
 
 def activations(n: int, layers: int, dim: int, targets: int, classes: int,
@@ -51,8 +57,9 @@ def activations(n: int, layers: int, dim: int, targets: int, classes: int,
     scores = 4.0 * np.einsum("nf,tfc->ntc", world, readout)
     labels = (scores + rng.gumbel(size=scores.shape)).argmax(-1)
     project = rng.standard_normal((2 * k, dim)).astype(np.float32) / np.sqrt(2 * k)
-    mixing = rng.standard_normal((64, dim)).astype(np.float32)
-    nuisance = rng.standard_normal((n, 64)).astype(np.float32)
+    rank = min(64, dim)
+    mixing = rng.standard_normal((rank, dim)).astype(np.float32)
+    nuisance = rng.standard_normal((n, rank)).astype(np.float32)
     scale = np.exp(rng.normal(0.0, 0.5, dim)).astype(np.float32)
     X = np.empty((layers, n, dim), np.float32)
     for layer in range(layers):
@@ -68,98 +75,181 @@ def activations(n: int, layers: int, dim: int, targets: int, classes: int,
 Split = tuple[np.ndarray, np.ndarray]  # activations [layers, n, dim], labels [n, targets]
 
 
-def sklearn_loop(train: Split, evaluate: list[Split], C: float, max_iter: int
-                 ) -> tuple[float, list[np.ndarray], int]:
-    """Seconds to fit every probe, its accuracies [layers, targets] on each split of `evaluate`,
-    and how many fits stopped at max_iter. BLAS runs one thread, its fastest setting here."""
+@dataclass
+class Shape:
+    layers: int
+    targets: int
+    dim: int
+    n: int
+    classes: int = 3
+    path: bool = False
+
+    def __str__(self) -> str:
+        return (f"{self.layers:>2} × {self.targets:>3} × {self.dim:>4} × {self.n:>6}, "
+                f"{self.classes} cl, {'path' if self.path else 'one '}")
+
+
+def sklearn_loop(train: Split, val: Split, test: Split, penalties: tuple[float, ...]
+                 ) -> tuple[float, np.ndarray, np.ndarray, int]:
+    """Seconds to fit every probe (along the path, warm-started, when several penalties), the
+    validation and test accuracy [layers, targets] at the penalty each probe keeps, and how many
+    fits stopped at max_iter. BLAS runs one thread, its fastest setting here."""
     X, Y = train
     L, T = X.shape[0], Y.shape[1]
-    accuracy = [np.zeros((L, T)) for _ in evaluate]
+    acc_val, acc_test = np.zeros((L, T)), np.zeros((L, T))
     seconds = 0.0
     with threadpool_limits(1), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         for layer in range(L):
+            scaler = StandardScaler().fit(X[layer])
+            Xs, Xv, Xt = (scaler.transform(a[layer]) for a in (X, val[0], test[0]))
             for target in range(T):
                 start = time.perf_counter()
-                scaler = StandardScaler().fit(X[layer])
-                model = LogisticRegression(C=C, max_iter=max_iter).fit(
-                    scaler.transform(X[layer]), Y[:, target])
+                model = LogisticRegression(max_iter=5000, warm_start=True)
+                best = -1.0
+                for penalty in penalties:
+                    model.set_params(C=1.0 / penalty).fit(Xs, Y[:, target])
+                    score = model.score(Xv, val[1][:, target]) if len(penalties) > 1 else 0.0
+                    if score > best:
+                        best, kept = score, model.score(Xt, test[1][:, target])
+                        kept_val = model.score(Xv, val[1][:, target])
                 seconds += time.perf_counter() - start
-                for acc, (Xe, Ye) in zip(accuracy, evaluate):
-                    acc[layer, target] = model.score(scaler.transform(Xe[layer]), Ye[:, target])
+                acc_val[layer, target], acc_test[layer, target] = kept_val, kept
     unconverged = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
-    return seconds, accuracy, unconverged
+    return seconds, acc_val, acc_test, unconverged
 
 
-def best_layer(val: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per target: the layer with the best validation accuracy, and its test accuracy."""
-    layer = val.argmax(0)
-    return layer, test[layer, np.arange(test.shape[1])]
+def batched(train: Split, val: Split, penalties: tuple[float, ...], device: str,
+            repeat: int) -> tuple[float, object]:
+    """Best of `repeat` timings of the batched fit (the CPU is shared), and the probes."""
+    seconds = float("inf")
+    options = dict(X_val=val[0], Y_val=val[1]) if len(penalties) > 1 else {}
+    for _ in range(repeat):
+        start = time.perf_counter()
+        probes = fit_linear_probes(train[0], train[1], "logistic", penalties=penalties,
+                                   device=device, **options)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = min(seconds, time.perf_counter() - start)
+    return seconds, probes
+
+
+def best_layer(val: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Per target: the test accuracy at the layer with the best validation accuracy."""
+    return test[val.argmax(0), np.arange(test.shape[1])]
+
+
+def grid(shapes: list[Shape], args: argparse.Namespace) -> None:
+    print(f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY "
+          f"{os.environ.get('OMP_WAIT_POLICY')}, device {args.device}; scikit-learn: one BLAS "
+          f"thread, max_iter=5000; one penalty = {args.penalty}, path = {DEFAULT_PENALTIES}")
+    print(f"\n{'layers × targets × dim × examples':44s} {'sklearn':>8s} {'batched':>8s} "
+          f"{'ratio':>7s} {'gap worst':>9s} {'mean':>6s} {'sk late':>7s}")
+    ratios = []
+    for shape in shapes:
+        n_val, n_test = max(shape.n // 2, 2000), max(shape.n, 4000)
+        X, Y = activations(shape.n + n_val + n_test, shape.layers, shape.dim, shape.targets,
+                           shape.classes, args.seed)
+        train, val, test = [(X[:, a:b], Y[a:b]) for a, b in [
+            (0, shape.n), (shape.n, shape.n + n_val), (shape.n + n_val, None)]]
+        penalties = DEFAULT_PENALTIES if shape.path else (args.penalty,)
+        fit_linear_probes(train[0][:1, :200], train[1][:200, :1], penalties=1.0)  # warm up
+        ours, probes = batched(train, val, penalties, args.device, args.repeat)
+        ref, ref_val, ref_test, late = sklearn_loop(train, val, test, penalties)
+        gap = 100 * (best_layer(ref_val, ref_test)
+                     - best_layer(probes.score(*val), probes.score(*test)))
+        ratios.append(ref / ours)
+        print(f"{str(shape):44s} {ref:7.2f}s {ours:7.2f}s {ref / ours:6.1f}x "
+              f"{gap.max():7.2f}pt {gap.mean():5.2f}pt {late:>7d}", flush=True)
+    print(f"\nratio: scikit-learn loop seconds / batched seconds (batched: best of --repeat "
+          f"{args.repeat}); smallest {min(ratios):.1f}x. gap: the loop's test accuracy minus the "
+          "batched probes', each at the layer it picks on validation (worst and mean over "
+          "targets; negative = batched better). sk late: scikit-learn fits that hit max_iter.")
+
+
+LOAD_SHAPE = Shape(12, 8, 256, 2000)  # the issue's measurement: one penalty
+CHILD = """
+import json, sys, time, warnings
+{preamble}
+import numpy as np
+from probekit.probes import fit_linear_probes
+X, Y = np.load(sys.argv[1])["X"], np.load(sys.argv[1])["Y"]
+warnings.simplefilter("ignore")
+fit_linear_probes(X[:1, :200], Y[:200, :1], penalties=1.0)
+best = float("inf")
+for _ in range({repeat}):
+    start = time.perf_counter()
+    fit_linear_probes(X, Y, penalties=1.0)
+    best = min(best, time.perf_counter() - start)
+print(json.dumps([best, torch.get_num_threads()]))
+"""
+SETTINGS = {  # name: (code before probekit's import, extra environment)
+    "probekit's (PASSIVE, usable CPUs)": ("import probekit, torch", {}),
+    "torch's defaults (torch first)": ("import torch, probekit", {}),
+    "one thread (OMP_NUM_THREADS=1)": ("import probekit, torch", {"OMP_NUM_THREADS": "1"}),
+}
+
+
+def background_load(args: argparse.Namespace) -> None:
+    """The batched fit in fresh processes under each thread setting, alone and next to a
+    process spinning on one core."""
+    import tempfile
+
+    shape = Shape(6, 8, 128, 1000) if args.quick else LOAD_SHAPE
+    X, Y = activations(shape.n, shape.layers, shape.dim, shape.targets, shape.classes, args.seed)
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                          "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    print(f"\nbackground load: {shape} (one penalty), fresh process per run, best of "
+          f"{args.repeat}; {os.cpu_count()} CPUs")
+    print(f"{'thread settings':36s} {'alone':>8s} {'+1 spinning':>12s} {'slowdown':>9s}")
+    with tempfile.TemporaryDirectory() as folder:
+        data = os.path.join(folder, "probes.npz")
+        np.savez(data, X=X, Y=Y)
+        rows = {}
+        for loaded in (False, True):
+            spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) \
+                if loaded else None
+            try:
+                for name, (preamble, env) in SETTINGS.items():
+                    code = CHILD.format(preamble=preamble, repeat=args.repeat)
+                    done = subprocess.run([sys.executable, "-c", code, data], text=True,
+                                          capture_output=True, env={**clean, **env}, check=True)
+                    rows.setdefault(name, []).append(json.loads(done.stdout.splitlines()[-1]))
+            finally:
+                if spinner is not None:
+                    spinner.kill()
+                    spinner.wait()
+        for name, ((alone, threads), (busy, _)) in rows.items():
+            print(f"{name:36s} {alone:7.2f}s {busy:11.2f}s {busy / alone:8.1f}x  "
+                  f"({threads} threads)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="4 layers × 4 targets, 1,000 × 128")
-    parser.add_argument("--C", type=float, default=1.0, help="LogisticRegression's C (1/alpha)")
+    parser.add_argument("--quick", action="store_true", help="a smaller grid, under a minute")
+    parser.add_argument("--penalty", type=float, default=1.0,
+                        help="the one penalty (scikit-learn's C = 1/penalty)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=3, help="time each batched fit this often")
+    parser.add_argument("--repeat", type=int, default=2, help="time each batched fit this often")
+    parser.add_argument("--no-load", action="store_true", help="skip the background-load part")
     args = parser.parse_args()
-    L, T, n, dim = (4, 4, 1000, 128) if args.quick else (12, 16, 4000, 768)
-    # Large validation and test splits: with 16 targets, the worst best-layer gap is otherwise
-    # set by sampling noise (2,000 test examples: ±1 point for one target) and by near-tied
-    # layers picked differently on a small validation split, not by the probes.
-    n_val, n_test = n, 4 * n
-    X, Y = activations(n + n_val + n_test, L, dim, T, 3, args.seed)
-    train, val, test = [(X[:, a:b], Y[a:b]) for a, b in [(0, n), (n, n + n_val),
-                                                          (n + n_val, None)]]
-    print(f"{L} layers × {T} targets × {n} training examples × {dim} dims, 3 classes, "
-          f"C={args.C}; torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY "
-          f"{os.environ['OMP_WAIT_POLICY']}, device {args.device}")
-
-    references = {}
-    for max_iter in (100, 1000):
-        seconds, (acc_val, acc_test), stopped = sklearn_loop(train, [val, test], args.C, max_iter)
-        layer, best = best_layer(acc_val, acc_test)
-        references[max_iter] = seconds, acc_test, layer, best
-        print(f"scikit-learn loop, max_iter={max_iter}: {seconds:.1f} s, {stopped} of {L * T} "
-              f"fits stopped at max_iter; best-layer test accuracy {100 * best.mean():.2f}%")
-    floor = 100 * np.abs(references[100][3] - references[1000][3])
-    print(f"  the two loops (one model, two stopping points) differ by up to {floor.max():.2f}pt "
-          f"(mean {floor.mean():.2f}pt) at their best layers")
-
-    runs = [("logistic, same C", dict(kind="logistic", alphas=1.0 / args.C)),
-            ("logistic, alpha on val", dict(kind="logistic", X_val=val[0], Y_val=val[1])),
-            ("ridge, alpha on val", dict(kind="ridge_classifier", X_val=val[0], Y_val=val[1]))]
-    print(f"\n{'batched':24s} {'seconds':>7s} {'vs 100':>7s} {'vs 1000':>7s}   "
-          f"{'gap to 1000: worst':>18s} {'mean':>6s} {'same layer':>10s}   "
-          f"{'gap to 100: worst':>17s} {'mean':>6s}")
-    for name, options in runs:
-        seconds = math.inf
-        for _ in range(args.repeat):  # the best of a few: the CPU may be shared
-            start = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                probes = fit_linear_probes(train[0], train[1], device=args.device, **options)
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            seconds = min(seconds, time.perf_counter() - start)
-        _, best = best_layer(probes.score(*val), acc := probes.score(*test))
-        cells = [f"{name:24s} {seconds:7.2f}"]
-        cells += [f"{references[m][0] / seconds:6.1f}x" for m in (100, 1000)]
-        for m in (1000, 100):
-            _, ref_test, ref_layer, ref_best = references[m]
-            gap = 100 * (ref_best - best)
-            cells.append(f"  {gap.max():16.2f}pt {gap.mean():5.2f}pt")
-            if m == 1000:
-                same = 100 * np.abs(acc - ref_test)[ref_layer, np.arange(T)]
-                cells.append(f"{same.max():8.2f}pt")
-        print(" ".join(cells))
-    print("\ngap: the scikit-learn loop's test accuracy minus the batched probe's, each at the "
-          "layer it picks on validation (worst and mean over targets; negative = batched is "
-          "better); same layer: |difference| at scikit-learn's layer. vs 100 / vs 1000: "
-          "speed-up over the scikit-learn loop with that max_iter (batched: best of --repeat "
-          "runs).")
+    if args.quick:
+        shapes = [Shape(4, 4, 32, 2000), Shape(4, 4, 32, 2000, path=True),
+                  Shape(1, 1, 32, 2000), Shape(2, 2, 128, 2000), Shape(4, 16, 32, 2000, 2)]
+    else:
+        base = dict(layers=4, targets=8, dim=64, n=4000)
+        shapes = [Shape(**base), Shape(**base, path=True)]
+        for key, values in (("layers", (1, 12)), ("targets", (1, 32)), ("dim", (16, 256)),
+                            ("n", (1000, 16000))):
+            shapes += [Shape(**{**base, key: v}) for v in values]
+        shapes += [Shape(**base, classes=2), Shape(**base, classes=5, path=True),
+                   Shape(1, 1, 64, 4000), Shape(5, 8, 64, 32000, 5),
+                   Shape(5, 104, 128, 8000, 3), Shape(12, 16, 768, 4000)]
+    grid(shapes, args)
+    if not args.no_load:
+        background_load(args)
 
 
 if __name__ == "__main__":

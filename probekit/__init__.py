@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from probekit import threads as _threads
+
+_threads.configure()  # before torch loads its OpenMP runtime; see probekit/threads.py
+
 __version__ = "0.1.0"
 __all__ = ["evaluate", "load_task", "list_tasks", "load_model", "Report", "__version__"]
 

@@ -189,7 +189,7 @@ class Twice(nn.Module):
 
 def test_a_layer_run_twice_keeps_its_last_output_and_widths_fit_apart(tiny_task_dir):
     from probekit.adapters import ModuleAdapter
-    from probekit.decodability import SPLITS, fit_scores, layer_groups, probe_data
+    from probekit.decodability import SPLITS, DecodabilityProbe, layer_groups, probe_data
     from probekit.worlds.boxes import Boxes
 
     torch.manual_seed(0)
@@ -210,8 +210,10 @@ def test_a_layer_run_twice_keeps_its_last_output_and_widths_fit_apart(tiny_task_
     data = {s: probe_data(task, s, extract(adapter, task, s, progress=False), task.targets)
             for s in SPLITS}
     assert layer_groups(data) == [range(0, 2), range(2, 3)]
-    scores = fit_scores(data, {s: data[s].Y for s in SPLITS}, task.targets, "cpu")
-    assert scores.test.shape == (3, len(task.targets)) and np.isfinite(scores.test).all()
+    result = DecodabilityProbe(progress=False).run(adapter, task)
+    assert result.layers == ["embed", "block", "proj"]
+    tests = [r["test"] for r in result.rows()]
+    assert len(tests) == 3 * len(task.targets) * 6 and all(np.isfinite(tests))
 
 
 def test_autocast_latents_are_cached_apart_and_close(setup):
@@ -239,17 +241,16 @@ def test_auto_batch_size_on_the_cpu(setup):
 
 
 def test_probes_fit_from_the_shards_a_layer_at_a_time_as_all_at_once(setup, monkeypatch):
-    import probekit.decodability as decodability
-    from probekit.decodability import SPLITS, fit_scores, layer_groups, probe_data
+    import probekit.decodability.data as data_module
+    from probekit.decodability import SPLITS, DecodabilityProbe, layer_groups, probe_data
 
     adapter, task = setup
     data = {s: probe_data(task, s, extract(adapter, task, s, progress=False), task.targets)
             for s in SPLITS}
-    Y = {s: data[s].Y for s in SPLITS}
     assert layer_groups(data) == [range(0, 3)]
-    together = fit_scores(data, Y, task.targets, "cpu")
-    monkeypatch.setattr(decodability, "PROBE_MEMORY", 1)  # one layer in memory at a time
+    probe = DecodabilityProbe(progress=False)
+    together = probe.run(adapter, task, twin=adapter.random_init(0))
+    monkeypatch.setattr(data_module, "PROBE_MEMORY", 1)  # one layer in memory at a time
     assert layer_groups(data) == [range(0, 1), range(1, 2), range(2, 3)]
-    apart = fit_scores(data, Y, task.targets, "cpu")
-    for field in ("train", "val", "test", "test_pred"):
-        np.testing.assert_array_equal(getattr(apart, field), getattr(together, field))
+    apart = probe.run(adapter, task, twin=adapter.random_init(0))
+    assert apart.rows() == together.rows() and apart.scores() == together.scores()

@@ -26,11 +26,11 @@ SHARD_SIZE = 16  # micro splits are 48/16/16 episodes: 5 shards per layer, 3 lay
 SHARDS_PER_RUN = 5 * 3 * 2
 
 # Runs the CLI with small shards and SIGKILLs itself at the n-th event of one kind: `shard`
-# (inside the atomic write of a latents shard: written, not yet renamed) or `probe` (a probe
-# fit, after extraction).
+# (inside the atomic write of a latents shard: written, not yet renamed) or `probe` (the end of a
+# probe fit, after extraction).
 KILLER = """
 import os, signal, sys
-import probekit.decodability as decodability, probekit.extraction as extraction
+import probekit.extraction as extraction, probekit.probes.batched as batched
 from probekit.cli import main
 
 kind, n, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
@@ -43,17 +43,18 @@ def tick(event):
         if seen[0] == n:
             os.kill(os.getpid(), signal.SIGKILL)
 
-replace, fit = os.replace, decodability.fit_linear_probes
+replace = os.replace
 
 def killing_replace(src, dst):
     tick("shard" if os.path.basename(str(src)).startswith(".shard-") else "other")
     return replace(src, dst)
 
-def killing_fit(*args, **kwargs):
-    tick("probe")
-    return fit(*args, **kwargs)
+class KillingProbes(batched.LinearProbes):  # every probe fit ends by making one, wherever called
+    def __init__(self, *args, **kwargs):
+        tick("probe")
+        super().__init__(*args, **kwargs)
 
-os.replace, decodability.fit_linear_probes = killing_replace, killing_fit
+os.replace, batched.LinearProbes = killing_replace, KillingProbes
 sys.exit(main(argv))
 """.format(shard_size=SHARD_SIZE)
 

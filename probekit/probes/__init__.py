@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from probekit.probes.batched import LinearProbe, LinearProbes, fit_linear_probes
+from probekit.probes.batched import (DEFAULT_PENALTIES, LinearProbe, LinearProbes,
+                                     fit_linear_probes)
 
-__all__ = ["LinearProbe", "LinearProbes", "fit_linear_probes"]
+__all__ = ["DEFAULT_PENALTIES", "LinearProbe", "LinearProbes", "fit_linear_probes"]

@@ -1,9 +1,23 @@
 """Linear probes for every layer × target in one fit, on the extraction device.
 
-Ridge is closed-form: one Cholesky factor of each layer's covariance per penalty serves every
-target. Multinomial logistic regression runs a batched L-BFGS in coordinates whitened by
-that same decomposition, so all probes converge in a few dozen iterations; the penalty of both
-is chosen per layer and target on the validation split.
+One eigendecomposition of each layer's feature covariance serves everything: ridge along the
+whole path of penalties is closed-form in that basis (one factorisation per layer, not per
+penalty), and the same basis preconditions a batched multinomial L-BFGS (the Hessian's diagonal
+in that basis, measured per probe and class every few iterations, whatever each probe's
+penalty). With several penalties, logistic probes run a short warm-started path, strong to weak,
+to choose each probe's penalty on the validation split, and are then fitted to convergence only
+at the penalty chosen. A fixed penalty per probe ([layers, targets], e.g. a previous fit's
+`best_penalty_`) skips the path altogether.
+
+Where the time goes (and why the layout is what it is): one iteration is two matrix products
+over the examples (logits of the step; gradient) and a handful of elementwise passes over the
+logits (softmax and residual). The logits are [layers, classes, targets, examples], so the
+softmax across classes is elementwise work between contiguous blocks (a reduction over a small
+innermost class axis, or a broadcast across it, ran ~8× slower per element); the intercept is a
+row of ones in the features, so one product gives the logits; the label term of the loss comes
+from per-class feature sums, not from a pass over the logits. A line-search retry evaluates only
+the probes that need it, and once the probes still running fit in a small block of
+layers × targets, the fit continues on that block alone.
 """
 
 from __future__ import annotations
@@ -25,38 +39,48 @@ from sklearn.utils.validation import check_is_fitted
 from probekit.errors import DataError, UnknownNameError, UserError
 
 KINDS = ("logistic", "ridge", "ridge_classifier")
-DEFAULT_ALPHAS = (1e4, 1e3, 1e2, 10.0, 1.0, 0.1)
-CURVATURE = 0.25  # typical per-example curvature of the log-loss; sets the whitening's balance
+DEFAULT_PENALTIES = (1e4, 1e3, 1e2, 10.0, 1.0, 0.1)
+CURVATURE = 0.25  # per-example curvature of the log-loss assumed before it is measured
 MEMORY = 10  # L-BFGS correction pairs kept per probe
+REFRESH = 10  # iterations between two measurements of the Hessian's diagonal
+PATH_ITER = 10  # L-BFGS iterations per penalty of the path that chooses the logistic penalty
+COMPACT = 0.5  # the running probes move to a block of their own below this share of the whole
+PATIENCE = 2  # the path stops once no probe improved on validation for this many penalties
 
 ArrayLike = Any  # numpy array, torch tensor or nested lists
 
 
 def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
                       X_val: ArrayLike | None = None, Y_val: ArrayLike | None = None,
-                      alphas: float | Sequence[float] = DEFAULT_ALPHAS,
-                      n_classes: int | Sequence[int] | None = None, max_iter: int = 100,
-                      tol: float = 1e-4, device: str | torch.device | None = None
-                      ) -> LinearProbes:
+                      penalties: float | Sequence[float] | np.ndarray = DEFAULT_PENALTIES,
+                      n_classes: int | Sequence[int] | None = None, max_iter: int = 300,
+                      tol: float = 1e-4, device: str | torch.device | None = None,
+                      init: LinearProbes | None = None) -> LinearProbes:
     """Fit one probe per layer and target: X is [layers, examples, dim], Y is [examples, targets]
     (class labels 0..C-1 with -1 for missing, or real values with NaN for missing for "ridge").
 
     kind: "logistic" (multinomial), "ridge_classifier" (ridge on one-hot labels, argmax) or
-    "ridge" (regression, scored by R²). The penalty `alpha` multiplies ½‖W‖² of the summed
-    log-loss (scikit-learn's C = 1/alpha) or ‖W‖² of the summed squared error (scikit-learn's
-    Ridge); features are standardised per layer on the training split. With X_val/Y_val, each
-    layer × target keeps the alpha scoring best on them; without, `alphas` must be one value.
-    n_classes: per target or for all (default: one more than the largest label seen); classes
-    absent from training are never predicted. max_iter and tol bound each logistic fit of the
-    path. device: where to fit (default: X's device, else the CPU).
+    "ridge" (regression, scored by R²). The penalty multiplies ½‖W‖² of the summed log-loss
+    (scikit-learn's C = 1/penalty) or ‖W‖² of the summed squared error (scikit-learn's Ridge's
+    alpha); features are standardised per layer on the training split. `penalties`: one value;
+    several, with X_val/Y_val, to keep per layer × target the one scoring best on them (ties keep
+    the stronger; logistic probes choose on a short warm-started path, then converge at the
+    chosen one); or an array [layers, targets] of one fixed penalty per probe (e.g. another fit's
+    `best_penalty_`; no validation split needed). n_classes: per target or for all (default: one
+    more than the largest label seen); classes absent from training are never predicted.
+    max_iter and tol bound the final logistic fit (tol: the largest gradient entry of the mean
+    loss, scikit-learn's criterion). init: a previous fit of the same kind and shape to
+    warm-start the logistic fit from. device: where to fit (default: X's device, else the CPU).
     """
-    _check_params(kind, alphas, max_iter, tol)
-    alphas = sorted({float(a) for a in np.atleast_1d(alphas)}, reverse=True)
+    _check_params(kind, penalties, max_iter, tol)
     if (X_val is None) != (Y_val is None):
         raise UserError("pass both X_val and Y_val, or neither")
-    if X_val is None and len(alphas) > 1:
-        raise UserError(f"{len(alphas)} alphas but no validation split to choose among them: "
-                        "pass X_val and Y_val, or a single alpha")
+    per_probe = np.ndim(penalties) == 2
+    if not per_probe:
+        penalties = sorted({float(a) for a in np.atleast_1d(penalties)}, reverse=True)
+        if X_val is None and len(penalties) > 1:
+            raise UserError(f"{len(penalties)} penalties but no validation split to choose "
+                            "among them: pass X_val and Y_val, or a single penalty")
     X = _features(X, "X", device)
     device = X.device
     labels = _targets(Y, kind, X.shape[1], "Y", device)
@@ -68,13 +92,21 @@ def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
         Y_val = _targets(Y_val, kind, X_val.shape[1], "Y_val", device)
         if Y_val.shape[1] != labels.shape[1]:
             raise UserError(f"Y_val has {Y_val.shape[1]} targets; Y has {labels.shape[1]}")
+    L, T = X.shape[0], labels.shape[1]
+    if per_probe:
+        if np.shape(penalties) != (L, T):
+            raise UserError(f"penalties has shape {np.shape(penalties)}; one penalty per probe "
+                            f"needs [layers, targets] = [{L}, {T}]")
+        penalties = torch.as_tensor(np.asarray(penalties, dtype=np.float64), device=device)
+    elif len(penalties) == 1:  # one penalty: the same as one fixed penalty for every probe
+        penalties = torch.full((L, T), penalties[0], dtype=torch.float64, device=device)
     mean, scale = _standardiser(X)
     Xs = (X - mean).div_(scale)
     Xs_val = None if X_val is None else (X_val - mean).div_(scale)
     del X, X_val  # only the standardised copies are needed from here: free the float32 inputs
     if kind == "ridge":
-        classes = torch.zeros(labels.shape[1], dtype=torch.long, device=device)
-        targets = labels[:, None, :]
+        classes = torch.zeros(T, dtype=torch.long, device=device)
+        targets = labels[:, :, None]
         observed = ~labels.isnan()
         if (observed.sum(0) < 2).any():
             t = int((observed.sum(0) < 2).nonzero()[0])
@@ -85,17 +117,41 @@ def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
         targets = _one_hot(labels, int(classes.max()))
         observed = labels >= 0
         _check_two_classes(targets)
+    if init is not None and (not isinstance(init, LinearProbes) or init.kind != kind
+                             or tuple(init._coef.shape) != (L, Xs.shape[2], T, targets.shape[2])):
+        raise UserError(f"init must be the LinearProbes of a {kind!r} fit with {L} layers, "
+                        f"{Xs.shape[2]} features, {T} targets and {targets.shape[2]} outputs")
     if kind == "logistic":
-        W, b, best, n_iter = _fit_logistic(Xs, labels, targets, alphas, Xs_val, Y_val, max_iter,
-                                           tol)
+        start = None
+        if init is not None:  # the previous fit in the standardised space of this one
+            coef = init._coef.to(device)
+            start = (coef * scale.transpose(1, 2)[..., None],
+                     init._intercept.to(device).nan_to_num(0.0, 0.0, 0.0)
+                     + torch.einsum("ld,ldtk->ltk", mean[:, 0], coef))
+        W, b, chosen, n_iter, late, stalled = _fit_logistic(
+            Xs, labels, targets, penalties, Xs_val, Y_val, max_iter, tol, start)
+        _warn_unconverged(late, stalled, max_iter, tol)
     else:
-        W, b, best = _fit_ridge(Xs, targets, observed, alphas, Xs_val, Y_val, kind)
-        n_iter = torch.zeros_like(best, dtype=torch.long)
+        W, b, chosen = _fit_ridge(Xs, targets, observed, penalties, Xs_val, Y_val, kind)
+        n_iter = torch.zeros_like(chosen, dtype=torch.long)
     coef = W / scale.transpose(1, 2)[..., None]  # back to the original feature space
-    intercept = b - torch.einsum("ld,ldkt->lkt", mean[:, 0], coef)
+    intercept = b - torch.einsum("ld,ldtk->ltk", mean[:, 0], coef)
     if kind != "ridge":
         intercept = intercept.masked_fill(targets.sum(0) == 0, -math.inf)
-    return LinearProbes(kind, coef, intercept, classes, best, n_iter)
+    return LinearProbes(kind, coef, intercept, classes, chosen, n_iter)
+
+
+def _warn_unconverged(late: torch.Tensor, stalled: torch.Tensor, max_iter: int,
+                      tol: float) -> None:
+    total = late.numel()
+    if late.any():
+        warnings.warn(f"{int(late.sum())} of {total} logistic probes reached max_iter={max_iter} "
+                      f"with a gradient above tol={tol}: raise max_iter", ConvergenceWarning,
+                      stacklevel=3)
+    if stalled.any():
+        warnings.warn(f"{int(stalled.sum())} of {total} logistic probes stopped improving "
+                      f"(float32 precision) with a gradient above tol={tol}: raise tol",
+                      ConvergenceWarning, stacklevel=3)
 
 
 class LinearProbes:
@@ -103,27 +159,27 @@ class LinearProbes:
     (unstandardised) feature space, so a probe's class directions can steer activations."""
 
     def __init__(self, kind: str, coef: torch.Tensor, intercept: torch.Tensor,
-                 n_classes: torch.Tensor, best_alpha: torch.Tensor, n_iter: torch.Tensor):
+                 n_classes: torch.Tensor, best_penalty: torch.Tensor, n_iter: torch.Tensor):
         self.kind = kind
-        self._coef = coef  # [layers, dim, outputs, targets]
-        self._intercept = intercept  # [layers, outputs, targets]
+        self._coef = coef  # [layers, dim, targets, outputs]
+        self._intercept = intercept  # [layers, targets, outputs]
         self.n_classes_ = n_classes.cpu().numpy()  # [targets]; 0 for ridge regression
-        self.best_alpha_ = best_alpha.cpu().numpy()  # [layers, targets]
+        self.best_penalty_ = best_penalty.cpu().numpy()  # [layers, targets], float64
         self.n_iter_ = n_iter.cpu().numpy()  # [layers, targets]; 0 for closed-form ridge
 
     @property
     def coef_(self) -> np.ndarray:
         """[layers, targets, outputs, dim]: one weight vector per class (one for ridge)."""
-        return self._coef.permute(0, 3, 2, 1).cpu().numpy()
+        return self._coef.permute(0, 2, 3, 1).cpu().numpy()
 
     @property
     def intercept_(self) -> np.ndarray:
         """[layers, targets, outputs]; -inf for classes a target never showed in training."""
-        return self._intercept.permute(0, 2, 1).cpu().numpy()
+        return self._intercept.cpu().numpy()
 
     def decision_function(self, X: ArrayLike) -> np.ndarray:
         """[layers, examples, targets, outputs] logits (or predicted values for ridge)."""
-        return self._logits(X).permute(0, 1, 3, 2).cpu().numpy()
+        return self._logits(X).cpu().numpy()
 
     def predict(self, X: ArrayLike) -> np.ndarray:
         """[layers, examples, targets]: the predicted class (or value for ridge)."""
@@ -133,45 +189,45 @@ class LinearProbes:
         """[layers, examples, targets, classes]: class probabilities of the logistic probes."""
         if self.kind != "logistic":
             raise UserError(f"predict_proba needs kind='logistic'; these probes are {self.kind!r}")
-        return torch.softmax(self._logits(X), 2).permute(0, 1, 3, 2).cpu().numpy()
+        return torch.softmax(self._logits(X), 3).cpu().numpy()
 
     def score(self, X: ArrayLike, Y: ArrayLike) -> np.ndarray:
         """[layers, targets]: accuracy (classifiers) or R² (ridge) over the non-missing labels."""
         z = self._logits(X)
         Y = _targets(Y, self.kind, z.shape[1], "Y", z.device)
-        if Y.shape[1] != z.shape[3]:
-            raise UserError(f"Y has {Y.shape[1]} targets; the probes have {z.shape[3]}")
+        if Y.shape[1] != z.shape[2]:
+            raise UserError(f"Y has {Y.shape[1]} targets; the probes have {z.shape[2]}")
         return _score(self._predict(z), Y, self.kind).cpu().numpy()
 
     def _logits(self, X: ArrayLike) -> torch.Tensor:
         X = _features(X, "X", self._coef.device)
-        L, D, K, T = self._coef.shape
+        L, D, T, K = self._coef.shape
         if X.shape[0] != L or X.shape[2] != D:
             raise UserError(f"X has shape {tuple(X.shape)}; these probes need [{L}, examples, {D}]")
-        z = torch.bmm(X, self._coef.reshape(L, D, K * T)).view(L, -1, K, T)
+        z = torch.bmm(X, self._coef.reshape(L, D, T * K)).view(L, -1, T, K)
         return z + self._intercept[:, None]
 
     def _predict(self, z: torch.Tensor) -> torch.Tensor:
-        return z[:, :, 0] if self.kind == "ridge" else z.argmax(2)
+        return z[..., 0] if self.kind == "ridge" else z.argmax(3)
 
 
 class LinearProbe(BaseEstimator):
     """One linear probe (one layer, one target) with scikit-learn's interface; it runs the
     batched fit with one layer and one target, so single and batched probes share one path."""
 
-    def __init__(self, kind: str = "logistic", alpha: float = 1.0, max_iter: int = 100,
+    def __init__(self, kind: str = "logistic", penalty: float = 1.0, max_iter: int = 300,
                  tol: float = 1e-4, device: str | None = None):
         self.kind = kind
-        self.alpha = alpha
+        self.penalty = penalty
         self.max_iter = max_iter
         self.tol = tol
         self.device = device
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> LinearProbe:
         """Fit on X [examples, features] and y [examples] (any labels for classifiers)."""
-        _check_params(self.kind, self.alpha, self.max_iter, self.tol)
-        if np.ndim(self.alpha) != 0:
-            raise UserError(f"alpha must be one number, got {self.alpha!r}")
+        _check_params(self.kind, self.penalty, self.max_iter, self.tol)
+        if np.ndim(self.penalty) != 0:
+            raise UserError(f"penalty must be one number, got {self.penalty!r}")
         X = self._matrix(X)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
@@ -184,8 +240,9 @@ class LinearProbe(BaseEstimator):
             if len(self.classes_) < 2:
                 raise DataError(f"y has the single class {self.classes_.tolist()[0]!r}; a probe "
                                 "needs at least two")
-        self.probes_ = fit_linear_probes(X[None], targets[:, None], self.kind, alphas=self.alpha,
-                                         max_iter=self.max_iter, tol=self.tol, device=self.device)
+        self.probes_ = fit_linear_probes(X[None], targets[:, None], self.kind,
+                                         penalties=self.penalty, max_iter=self.max_iter,
+                                         tol=self.tol, device=self.device)
         coef, intercept = self.probes_.coef_[0, 0], self.probes_.intercept_[0, 0]
         if self.kind == "ridge":
             coef, intercept = coef[0], intercept[0]
@@ -239,19 +296,24 @@ class LinearProbe(BaseEstimator):
         return X
 
 
-def _check_params(kind: str, alphas: Any, max_iter: Any, tol: Any) -> None:
+def _check_params(kind: str, penalties: Any, max_iter: Any, tol: Any) -> None:
     if kind not in KINDS:
         raise UnknownNameError("probe kind", str(kind), KINDS)
-    values = np.atleast_1d(np.asarray(alphas, dtype=object))
-    if values.ndim != 1 or len(values) == 0 or not all(
+    values = np.atleast_1d(np.asarray(penalties, dtype=object))
+    if values.ndim > 2 or values.size == 0 or not all(
             isinstance(a, (int, float, np.number)) and not isinstance(a, bool)
-            and math.isfinite(a) and a > 0 for a in values):
-        raise UserError(f"alpha must be a finite number > 0 (or a non-empty list of them), "
-                        f"got {alphas!r}")
+            and math.isfinite(a) and a > 0 for a in values.ravel()):
+        raise UserError("penalty must be a finite number > 0 (or a non-empty list of them, or "
+                        f"an array [layers, targets] of them), got {_short(penalties)}")
     if not isinstance(max_iter, (int, np.integer)) or isinstance(max_iter, bool) or max_iter < 1:
         raise UserError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     if not isinstance(tol, (int, float, np.number)) or not tol > 0:
         raise UserError(f"tol must be a number > 0, got {tol!r}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _features(X: ArrayLike, name: str, device: str | torch.device | None) -> torch.Tensor:
@@ -313,17 +375,18 @@ def _n_classes(n_classes: int | Sequence[int] | None, labels: torch.Tensor,
     return given.long()
 
 
+
 def _one_hot(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """[examples, classes, targets] float one-hot; missing labels are all-zero rows."""
+    """[examples, targets, classes] float one-hot; missing labels are all-zero rows."""
     onehot = torch.nn.functional.one_hot(labels.clamp_min(0), n_classes).float()
-    return (onehot * (labels >= 0)[..., None]).transpose(1, 2).contiguous()
+    return onehot * (labels >= 0)[..., None]
 
 
 def _check_two_classes(onehot: torch.Tensor) -> None:
-    present = (onehot.sum(0) > 0).sum(0)
+    present = (onehot.sum(0) > 0).sum(1)
     if (present < 2).any():
         t = int((present < 2).nonzero()[0])
-        only = onehot[:, :, t].sum(0).nonzero().flatten().tolist()
+        only = onehot[:, t].sum(0).nonzero().flatten().tolist()
         raise DataError(f"target {t} has {'only class ' + str(only[0]) if only else 'no labels'} "
                         "in the training split; a probe needs at least two classes")
 
@@ -336,18 +399,11 @@ def _standardiser(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, torch.where(constant, torch.ones_like(std), std)
 
 
-def _cholesky(G: torch.Tensor, shift: float) -> torch.Tensor:
-    """Lower Cholesky factors of G + shift·I [layers, dim, dim], factored in float64; a layer that
-    rounding made indefinite gets the smallest extra shift, from 1e-6 of its mean diagonal up."""
-    eye = torch.eye(G.shape[-1], dtype=torch.float64, device=G.device)
-    A = G.double() + shift * eye
-    factor, info = torch.linalg.cholesky_ex(A)
-    extra = 1e-6 * G.diagonal(dim1=1, dim2=2).double().mean(1).clamp_min(1e-12)
-    while (info > 0).any():
-        A = A + torch.where(info > 0, extra, 0.0)[:, None, None] * eye
-        factor, info = torch.linalg.cholesky_ex(A)
-        extra = 10.0 * extra
-    return factor.float()
+def _eigen(G: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues [layers, dim] (clipped at 0) and eigenvectors [layers, dim, dim] of the
+    symmetric G, in float64 (float32 rounding makes small eigenvalues of XᵀX meaningless)."""
+    s, V = torch.linalg.eigh(G.double())
+    return s.clamp_min(0.0), V
 
 
 def _score(pred: torch.Tensor, Y: torch.Tensor, kind: str) -> torch.Tensor:
@@ -365,18 +421,20 @@ def _score(pred: torch.Tensor, Y: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 def _predict(Xs: torch.Tensor, W: torch.Tensor, b: torch.Tensor, kind: str) -> torch.Tensor:
-    """[layers, examples, targets] predictions of weights [layers, dim, outputs, targets]."""
-    L, D, K, T = W.shape
-    z = (Xs @ W.reshape(L, D, K * T)).view(L, -1, K, T) + b[:, None]
-    return z[:, :, 0] if kind == "ridge" else z.argmax(2)
+    """[layers, examples, targets] predictions of weights [layers, dim, targets, outputs]."""
+    L, D, T, K = W.shape
+    z = (Xs @ W.reshape(L, D, T * K)).view(L, -1, T, K) + b[:, None]
+    return z[..., 0] if kind == "ridge" else z.argmax(3)
 
 
 class _Best:
     """Per layer × target, the fit with the best validation score offered so far; ties keep the
-    earlier (more strongly penalised) one. Without a score every offer replaces the last."""
+    earlier (more strongly penalised) one. Without a score every offer replaces the last.
+    `since` counts, per probe, the offers since its score last improved."""
 
     def __init__(self) -> None:
         self.score: torch.Tensor | None = None
+        self.since: torch.Tensor | None = None
 
     def offer(self, score: torch.Tensor | None, **fits: torch.Tensor) -> None:
         keep = None
@@ -384,169 +442,335 @@ class _Best:
             score = score.nan_to_num(-math.inf)  # a target without validation labels
             if self.score is not None:
                 keep = score > self.score
+                self.since = torch.where(keep, 0, self.since + 1)
                 score = torch.where(keep, score, self.score)
+            else:
+                self.since = torch.zeros_like(score, dtype=torch.long)
             self.score = score
         for name, value in fits.items():
-            if keep is not None:
-                shape = (keep.shape[0],) + (1,) * (value.ndim - 2) + (keep.shape[1],)
-                value = torch.where(keep.view(shape), value, getattr(self, name))
+            if keep is not None:  # [layers, targets] against [layers, (dim,) targets, (classes)]
+                mask = keep[:, None] if value.ndim == 4 else keep
+                mask = mask.view(mask.shape + (1,) * (value.ndim - mask.ndim))
+                value = torch.where(mask, value, getattr(self, name))
             setattr(self, name, value)
 
 
 def _fit_ridge(Xs: torch.Tensor, targets: torch.Tensor, observed: torch.Tensor,
-               alphas: list[float], Xs_val: torch.Tensor | None, Y_val: torch.Tensor | None,
-               kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Closed-form ridge: targets observed on the same examples share one Cholesky factor per
-    layer and alpha."""
+               penalties: list[float] | torch.Tensor, Xs_val: torch.Tensor | None,
+               Y_val: torch.Tensor | None, kind: str
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Closed-form ridge: targets observed on the same examples share one eigendecomposition
+    of the layer's covariance, which gives the solution at every penalty of the path."""
     L, N, D = Xs.shape
-    K, T = targets.shape[1:]
-    W = Xs.new_zeros(L, D, K, T)
-    b = Xs.new_zeros(L, K, T)
-    chosen = Xs.new_zeros(L, T)
+    T, K = targets.shape[1:]
+    W = Xs.new_zeros(L, D, T, K)
+    b = Xs.new_zeros(L, T, K)
+    chosen = Xs.new_zeros(L, T, dtype=torch.float64)
+    fixed = isinstance(penalties, torch.Tensor)
     patterns, group = torch.unique(observed, dim=1, return_inverse=True)
     for g in range(patterns.shape[1]):
         cols = (group == g).nonzero().flatten()
         rows = patterns[:, g]
-        Xg = Xs[:, rows]
+        Xg = Xs[:, rows] if not rows.all() else Xs
         mu = Xg.mean(1, keepdim=True)
         Xc = Xg - mu
-        y = targets[rows][:, :, cols]
+        y = targets[rows][:, cols]
         y_mean = y.mean(0)
-        G, B = Xc.mT @ Xc, Xc.mT @ (y - y_mean).reshape(len(y), -1)
+        s, V = _eigen(Xc.mT @ Xc)
+        VtB = V.mT @ (Xc.mT @ (y - y_mean).reshape(len(y), -1)).double()  # [L, D, t·K]
+        del Xc
         best = _Best()
-        for alpha in alphas:
-            Wa = torch.cholesky_solve(B, _cholesky(G, alpha)).view(L, D, K, len(cols))
-            ba = y_mean - torch.einsum("ld,ldkt->lkt", mu[:, 0], Wa)
-            score = None if Xs_val is None else _score(
-                _predict(Xs_val, Wa, ba, kind), Y_val[:, cols], kind)
-            best.offer(score, W=Wa, b=ba, alpha=torch.full_like(Wa[:, 0, 0], alpha))
-        W[..., cols], b[..., cols], chosen[:, cols] = best.W, best.b, best.alpha
+        for penalty in (penalties[:, cols].unique().tolist() if fixed else penalties):
+            Wp = (V @ (VtB / (s + penalty)[..., None])).float().view(L, D, len(cols), K)
+            bp = y_mean - torch.einsum("ld,ldtk->ltk", mu[:, 0], Wp)
+            if fixed:  # each probe keeps the solution at its own penalty
+                score = (penalties[:, cols] == penalty).float()
+            else:
+                score = None if Xs_val is None else _score(
+                    _predict(Xs_val, Wp, bp, kind), Y_val[:, cols], kind)
+            best.offer(score, W=Wp, b=bp, penalty=torch.full_like(chosen[:, cols], penalty))
+        W[:, :, cols], b[:, cols], chosen[:, cols] = best.W, best.b, best.penalty
     return W, b, chosen
 
 
+class _Problem:
+    """What every logistic fit of one call shares, in the layout the fit works in: features
+    transposed with a row of ones for the intercept, XT [layers, dim + 1, examples]; parameters
+    P [layers, dim + 1, classes, targets] (weights, then the intercept row); logits
+    [layers, classes, targets, examples], so one matrix product gives every probe's logits and
+    the softmax is elementwise work between contiguous blocks."""
+
+    def __init__(self, Xs: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor):
+        L, N, D = Xs.shape
+        T, K = onehot.shape[1:]
+        self.XT = torch.cat([Xs.mT, Xs.new_ones(L, 1, N)], 1)  # [L, D + 1, N]
+        observed = labels >= 0
+        self.missing = not bool(observed.all())
+        self.weight = observed.T.float()[None, None]  # [1, 1, T, N]
+        self.n = observed.sum(0).float()  # [T]
+        self.negonehot = onehot.permute(2, 1, 0).neg()[None].contiguous()  # [1, K, T, N]
+        # Σ of the examples of each class (and, in the last row, their count), so that the
+        # log-likelihood's label term is a product with P, not a pass over the logits
+        self.sums = (self.XT @ onehot.transpose(1, 2).reshape(N, K * T)).view(L, D + 1, K, T)
+        self.sums = self.sums.double()
+        self.counts = onehot.sum(0).T  # [K, T]
+        absent = self.counts == 0  # classes a target never shows: never predicted
+        self.pad = torch.zeros_like(self.counts).masked_fill(absent, -math.inf)
+        # scikit-learn's binary model has one weight vector; two symmetric ones need twice the
+        # penalty
+        self.binary = ((~absent).sum(0) == 2).double()  # [T]
+        features = self.XT[:, :D]
+        s, V = _eigen(features @ features.mT)
+        self.s, self.V = s.float(), V.float()
+        self._squares: torch.Tensor | None = None
+
+    def subset(self, layers: torch.Tensor, targets: torch.Tensor) -> _Problem:
+        """The same problem for some layers and targets only."""
+        new = object.__new__(_Problem)
+        new.XT = self.XT if len(layers) == len(self.XT) else self.XT[layers]
+        new.missing, new.n, new.weight = self.missing, self.n[targets], self.weight[:, :, targets]
+        new.negonehot = self.negonehot[:, :, targets]
+        new.sums = self.sums[layers][..., targets]
+        new.counts, new.pad = self.counts[:, targets], self.pad[:, targets]
+        new.binary, new.s, new.V = self.binary[targets], self.s[layers], self.V[layers]
+        new._squares = None if self._squares is None else self._squares[layers]
+        return new
+
+    def squares(self) -> torch.Tensor:
+        """[L, examples, D]: each example's squared coordinates in the eigenbasis."""
+        if self._squares is None:
+            self._squares = (self.XT[:, :-1].mT @ self.V).square_()
+        return self._squares
+
+    def logits(self, P: torch.Tensor, pad: bool = True) -> torch.Tensor:
+        """[layers, classes, targets, examples] logits of P; absent classes get -inf unless
+        pad=False (the logits of a step direction, to be added to padded ones)."""
+        L, D1, K, T = P.shape
+        if pad:
+            P = torch.cat([P[:, :-1], (P[:, -1] + self.pad)[:, None]], 1)
+        return (P.reshape(L, D1, K * T).mT @ self.XT).view(L, K, T, -1)
+
+    def gradient(self, residual: torch.Tensor) -> torch.Tensor:
+        """Gradient [L, D + 1, K, T] of the summed log-loss from the residual p − y."""
+        L, K, T, N = residual.shape
+        g = residual.view(L, K * T, N) @ self.XT.mT  # [L, K·T, D + 1]
+        return g.mT.reshape(L, -1, K, T)
+
+    def label_term(self, P: torch.Tensor) -> torch.Tensor:
+        """Σ over examples of the true class's logit, [layers, targets] (P without padding)."""
+        return (self.sums * P.double()).sum((1, 2))
+
+
 class _LogLoss:
-    """Penalised multinomial log-loss of every layer × target probe at one alpha, in
-    coordinates x [layers, dim + 1, classes, targets] whitened by the layer's covariance: with
-    R Rᵀ = CURVATURE·XᵀX + alpha·I, W = R⁻ᵀ x[:, :dim] and b = x[:, dim] / √(CURVATURE·n), so the
-    Hessian is close to the identity and L-BFGS needs few iterations."""
+    """Penalised multinomial log-loss of every layer × target probe, each at its own penalty,
+    in preconditioned coordinates x [layers, dim + 1, classes, targets]: with XᵀX = V S Vᵀ,
+    W = V·(x[:, :dim] / root) and b = x[:, dim] · bscale, where root² approximates the diagonal
+    of the Hessian in the eigenbasis (CURVATURE·S + penalty at first; refresh() measures it per
+    class from the current probabilities), so L-BFGS needs few iterations."""
 
-    def __init__(self, Xs: torch.Tensor, factor: torch.Tensor, labels: torch.Tensor,
-                 onehot: torch.Tensor, penalty: torch.Tensor):
-        self.Xs, self.factor, self.onehot, self.penalty = Xs, factor, onehot, penalty
-        self.weight = (labels >= 0).float()[:, None, :]  # [N, 1, T]
-        absent = onehot.sum(0) == 0  # [K, T] classes a target never shows: never predicted
-        self.pad = torch.zeros_like(absent, dtype=Xs.dtype).masked_fill(absent, -math.inf)
-        fill = (~absent).float().argmax(0)  # any present class stands in for a missing label
-        self.index = torch.where(labels >= 0, labels, fill)[None, :, None, :].expand(
-            Xs.shape[0], -1, 1, -1)
-        self.bscale = (CURVATURE * self.weight.sum(0)).rsqrt()  # [1, T]
+    def __init__(self, problem: _Problem, penalty: torch.Tensor):
+        self.p = problem
+        self.penalty = (penalty * (1.0 + problem.binary)).float()  # [layers, targets]
+        h = CURVATURE * problem.s[:, :, None, None] + _expand(self.penalty)
+        self.root = h.clamp_min(1e-12).sqrt()  # [L, D, 1, T]
+        self.bscale = (CURVATURE * problem.n).rsqrt()  # [T]
 
-    def params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def subset(self, layers: torch.Tensor, targets: torch.Tensor) -> _LogLoss:
+        """The same objective for some layers and targets only."""
+        new = object.__new__(_LogLoss)
+        new.p = self.p.subset(layers, targets)
+        new.penalty = _take(self.penalty, layers, targets)
+        new.root = _take(self.root, layers, targets)
+        new.bscale = self.bscale[targets] if self.bscale.ndim == 1 else \
+            _take(self.bscale, layers, targets)
+        return new
+
+    def refresh(self, residual: torch.Tensor) -> torch.Tensor:
+        """Measure the Hessian's diagonal in the eigenbasis, per class, at the probabilities of
+        `residual`; returns by what each x coordinate scales."""
+        L, K, T, N = residual.shape
+        prob = residual - self.p.negonehot  # p·weight: 0 for missing labels
+        curvature = prob.mul_(1.0 - prob)  # [L, K, T, N]
+        h = (curvature.view(L, K * T, N) @ self.p.squares()).mT.reshape(L, -1, K, T)
+        root = h.add_(_expand(self.penalty)).clamp_min_(1e-12).sqrt_()
+        bscale = curvature.sum(3).clamp_min(1e-6).rsqrt()  # [L, K, T]
+        scale = torch.cat([(root / self.root).expand(L, -1, K, T),
+                           (self.bscale / bscale).expand(L, K, T)[:, None]], 1)
+        self.root, self.bscale = root, bscale
+        return scale
+
+    def params(self, x: torch.Tensor) -> torch.Tensor:
         L, D1, K, T = x.shape
-        V = x[:, :-1].reshape(L, D1 - 1, K * T)
-        W = torch.linalg.solve_triangular(self.factor.mT, V, upper=True)
-        return W.view(L, D1 - 1, K, T), x[:, -1] * self.bscale
+        W = self.p.V @ (x[:, :-1] / self.root).reshape(L, D1 - 1, K * T)
+        return torch.cat([W.view(L, D1 - 1, K, T), (x[:, -1] * self.bscale)[:, None]], 1)
 
-    def logits(self, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """[layers, examples, classes, targets]; without the -inf of absent classes, so the
-        logits of a step direction can be added to them."""
-        L, D, K, T = W.shape
-        return (self.Xs @ W.reshape(L, D, K * T)).view(L, -1, K, T) + b[:, None]
+    def whiten(self, gP: torch.Tensor) -> torch.Tensor:
+        """The gradient in x coordinates (the chain rule through params)."""
+        L, D1, K, T = gP.shape
+        gV = (self.p.V.mT @ gP[:, :-1].reshape(L, D1 - 1, K * T)).view(L, D1 - 1, K, T)
+        return torch.cat([gV / self.root, (gP[:, -1] * self.bscale)[:, None]], 1)
 
-    def loss(self, z: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Objective [layers, targets] and residual p − y [layers, examples, classes, targets]."""
-        logp = torch.log_softmax(z, 2)
-        nll = -(logp.gather(2, self.index) * self.weight).sum((1, 2), dtype=torch.float64)
-        residual = logp.exp_().mul_(self.weight).sub_(self.onehot)
-        return nll + 0.5 * self.penalty * (W * W).sum((1, 2), dtype=torch.float64), residual
+    def loss(self, z: torch.Tensor, P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Objective [layers, targets] at logits z of P, and the residual p − y
+        [layers, classes, targets, examples]."""
+        lse, residual = _softmax(z, self.p.negonehot, self.p.weight if self.p.missing else None)
+        value = lse.sum((1, 3), dtype=torch.float64) - self.p.label_term(P)
+        W = P[:, :-1]
+        return value + 0.5 * self.penalty * (W * W).sum((1, 2), dtype=torch.float64), residual
 
-    def gradient(self, residual: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor,
-                                                                          torch.Tensor]:
-        """Gradients with respect to W and b in the standardised feature space."""
-        L, N, K, T = residual.shape
-        gW = (self.Xs.transpose(1, 2) @ residual.view(L, N, K * T)).view(L, -1, K, T)
-        return gW + self.penalty * W, residual.sum(1)
+    def loss_of(self, z: torch.Tensor, P: torch.Tensor, layer: torch.Tensor, target: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """loss() of some probes only: z [probes, classes, examples], P [probes, dim + 1,
+        classes] of the probes (layer[i], target[i])."""
+        negonehot = self.p.negonehot[0][:, target].transpose(0, 1)
+        weight = self.p.weight[0, 0, target][:, None] if self.p.missing else None
+        lse, residual = _softmax(z, negonehot, weight)
+        label = (self.p.sums[layer, :, :, target] * P.double()).sum((1, 2))
+        W = P[:, :-1]
+        penalty = self.penalty[layer, target]
+        return (lse.sum((1, 2), dtype=torch.float64) - label
+                + 0.5 * penalty * (W * W).sum((1, 2), dtype=torch.float64)), residual
 
-    def whiten(self, gW: torch.Tensor, gb: torch.Tensor) -> torch.Tensor:
-        """The same gradient in x coordinates (the chain rule through params)."""
-        L, D, K, T = gW.shape
-        gV = torch.linalg.solve_triangular(self.factor, gW.reshape(L, D, K * T), upper=False)
-        gV = gV.view(L, D, K, T)
-        return torch.cat([gV, (gb * self.bscale)[:, None]], 1)
+    def gradient(self, residual: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+        g = self.p.gradient(residual)
+        g[:, :-1].add_(_expand(self.penalty) * P[:, :-1])
+        return g
+
+    def largest(self, gP: torch.Tensor) -> torch.Tensor:
+        """[layers, targets] largest absolute entry of each probe's mean-loss gradient."""
+        return gP.abs().amax((1, 2)) / self.p.n
 
 
 def _fit_logistic(Xs: torch.Tensor, labels: torch.Tensor, onehot: torch.Tensor,
-                  alphas: list[float], Xs_val: torch.Tensor | None, Y_val: torch.Tensor | None,
-                  max_iter: int, tol: float
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batched L-BFGS along the path of alphas from strong to weak, each fit warm-started
-    from the previous one; keeps per layer × target the alpha that scores best on validation."""
+                  penalties: list[float] | torch.Tensor, Xs_val: torch.Tensor | None,
+                  Y_val: torch.Tensor | None, max_iter: int, tol: float,
+                  start: tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
+    """Batched L-BFGS at each probe's penalty: fixed ones ([layers, targets]) directly; from a
+    list, a short path from strong to weak (at most PATH_ITER iterations each, warm-started,
+    stopping once no probe has improved on validation for PATIENCE penalties) chooses each
+    probe's penalty, and the fit then continues to convergence at that penalty only. W and b
+    come and go as [layers, dim, targets, classes] and [layers, targets, classes]. Returns W, b,
+    the penalties, the iterations run at them, and which probes stopped at max_iter or stalled."""
     L, N, D = Xs.shape
-    K, T = onehot.shape[1:]
-    G = Xs.mT @ Xs
-    # scikit-learn's binary model has one weight vector; two symmetric ones need twice the alpha
-    binary = ((onehot.sum(0) > 0).sum(0) == 2).float()
-    counts = onehot.sum(0)
-    W = Xs.new_zeros(L, D, K, T)
-    b = (counts / counts.sum(0)).log().nan_to_num(0.0, 0.0, 0.0).expand(L, K, T).clone()
-    best = _Best()
-    for alpha in alphas:
-        objective = _LogLoss(Xs, _cholesky(CURVATURE * G, alpha), labels, onehot,
-                             alpha * (1.0 + binary))
-        W, b, steps = _lbfgs(objective, W, b, max_iter, tol)
-        score = None if Xs_val is None else _score(
-            _predict(Xs_val, W, b + objective.pad, "logistic"), Y_val, "logistic")
-        best.offer(score, W=W, b=b, alpha=torch.full_like(W[:, 0, 0], alpha), steps=steps)
-    return best.W, best.b, best.alpha, best.steps
+    T, K = onehot.shape[1:]
+    problem = _Problem(Xs, labels, onehot)
+    if start is not None:
+        P = torch.cat([start[0].transpose(2, 3), start[1].transpose(1, 2)[:, None]], 1)
+    else:
+        P = Xs.new_zeros(L, D + 1, K, T)
+        P[:, D] = (problem.counts / problem.counts.sum(0)).log().nan_to_num(0.0, 0.0, 0.0)
+    steps = torch.zeros(L, T, dtype=torch.long, device=Xs.device)
+    if not isinstance(penalties, torch.Tensor):
+        best = _Best()
+        for penalty in penalties:
+            chosen = torch.full((L, T), penalty, dtype=torch.float64, device=Xs.device)
+            P, ran, _, _ = _lbfgs(_LogLoss(problem, chosen), P, min(PATH_ITER, max_iter), tol)
+            W, b = P[:, :-1].transpose(2, 3), P[:, -1].transpose(1, 2)  # as _Best, _predict take
+            score = _score(_predict(Xs_val, W, b + problem.pad.T, "logistic"), Y_val, "logistic")
+            best.offer(score, W=W, b=b, penalty=chosen, steps=ran)
+            if (best.since >= PATIENCE).all():
+                break
+        P = torch.cat([best.W.transpose(2, 3), best.b.transpose(1, 2)[:, None]], 1)
+        penalties, steps = best.penalty, best.steps
+    P, ran, late, stalled = _lbfgs(_LogLoss(problem, penalties), P, max_iter, tol)
+    return P[:, :-1].transpose(2, 3), P[:, -1].transpose(1, 2), penalties, steps + ran, late, \
+        stalled
 
 
-def _lbfgs(f: _LogLoss, W: torch.Tensor, b: torch.Tensor, max_iter: int, tol: float
-           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Minimise every probe's objective at once from (W, b); a probe stops when the largest
-    entry of its mean-loss gradient is below tol (scikit-learn's criterion)."""
-    z = f.logits(W, b + f.pad)
-    value, residual = f.loss(z, W)
-    gW, gb = f.gradient(residual, W)
-    g = f.whiten(gW, gb)
-    n = f.weight.sum(0)  # [1, T]
-    history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-    gamma = g.new_ones(value.shape)
+def _lbfgs(f: _LogLoss, P: torch.Tensor, max_iter: int, tol: float, state: dict | None = None
+           ) -> tuple[torch.Tensor, ...]:
+    """Minimise every probe's objective at once from P; a probe stops when the largest entry of
+    its mean-loss gradient is at most tol (scikit-learn's criterion). Once the probes still
+    running fit in a block of layers × targets at most COMPACT of the whole, the fit goes on
+    with that block only (L-BFGS's memory carried over in `state`). Returns P, the iterations
+    each probe ran, and which probes ended above tol at max_iter (late) or without any decrease
+    float32 can resolve (stalled)."""
+    P = P.contiguous()
+    z = f.p.logits(P)
+    value, residual = f.loss(z, P)
+    gP = f.gradient(residual, P)
+    state = state or {}
+    history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = state.get("history", [])
+    gamma = state.get("gamma", P.new_ones(value.shape))
+    stalled = state.get("stalled", torch.zeros_like(value, dtype=torch.bool))
+    failed = state.get("failed", torch.zeros_like(value, dtype=torch.bool))
+    phase = state.get("phase", 0)
     steps = torch.zeros_like(value, dtype=torch.long)
-    stalled = torch.zeros_like(value, dtype=torch.bool)
-    for _ in range(max_iter):
+    active = (f.largest(gP) > tol) & ~stalled
+    g = f.whiten(gP)
+    for it in range(max_iter):
+        if not active.any():
+            break
+        layers, targets = active.any(1).nonzero()[:, 0], active.any(0).nonzero()[:, 0]
+        if it > 0 and len(layers) * len(targets) <= COMPACT * active.numel():
+            sub = dict(history=[(_take(p, layers, targets), _take(c, layers, targets),
+                                 _take(r, layers, targets)) for p, c, r in history],
+                       gamma=_take(gamma, layers, targets), phase=phase + it,
+                       stalled=_take(stalled, layers, targets),
+                       failed=_take(failed, layers, targets))
+            P_sub, ran, late_sub, stalled_sub = _lbfgs(
+                f.subset(layers, targets), _take(P, layers, targets), max_iter - it, tol, sub)
+            late = torch.zeros_like(stalled)
+            return (_put(P, layers, targets, P_sub), _put(steps, layers, targets, ran + 
+                                                           _take(steps, layers, targets)),
+                    _put(late, layers, targets, late_sub),
+                    _put(stalled, layers, targets, stalled_sub))
+        if (phase + it) % REFRESH == 0:  # measure the diagonal; rescale what L-BFGS keeps
+            scale = f.refresh(residual)
+            history = [(p * scale, c / scale, r) for p, c, r in history]
+            g = g / scale
+            if history:
+                p_, c_, _ = history[-1]
+                gamma = _dot(p_, c_) / _dot(c_, c_).clamp_min(1e-30)
         d = _two_loop(g, history, gamma)
         slope = _dot(g, d)
         if not (slope < 0).all():  # numerical trouble: restart those probes on the gradient
-            d = torch.where((slope < 0)[:, None, None], d, -g)
+            d = torch.where(_expand(slope < 0), d, -g)
             slope = _dot(g, d)
-        active = (_largest(gW, gb) / n > tol) & ~stalled
-        if not active.any():
-            break
         steps += active
         d, slope = d * _expand(active), slope * active
-        dW, db = f.params(d)
-        dz = f.logits(dW, db)
+        dP = f.params(d)
+        dz = f.p.logits(dP, pad=False)
         t = torch.ones_like(slope)
         if not history:  # no curvature yet: find the step length by a few secant steps
-            t = _secant(f, z, dz, W, dW, slope, t)
-        t, z, new_value, new_residual = _armijo(f, z, dz, W, dW, value, slope, t)
-        stalled |= active & (t == 0)  # no decrease float32 can resolve: that fit is done
-        W_new, b_new = W + _expand(t) * dW, b + t[:, None] * db
-        gW, gb = f.gradient(new_residual, W_new)
-        g_new = f.whiten(gW, gb)
+            t = _secant(f, z, dz, P, dP, slope, t)
+        t, z, new_value, new_residual = _armijo(f, z, dz, P, dP, value, residual, slope, t)
+        P_new = P + _expand(t) * dP
+        gP = f.gradient(new_residual, P_new)
+        g_new = f.whiten(gP)
         step, change = _expand(t) * d, g_new - g
         curvature = _dot(step, change)
         ok = curvature > 1e-10 * _dot(change, change).sqrt() * _dot(step, step).sqrt()
         rho = torch.where(ok, 1.0 / curvature.clamp_min(1e-30), 0.0)
         history = (history + [(step, change, rho)])[-MEMORY:]
         gamma = torch.where(ok, curvature / _dot(change, change).clamp_min(1e-30), gamma)
-        W, b, g, value = W_new, b_new, g_new, new_value
-    unfinished = _largest(gW, gb) / n > tol
-    if unfinished.any():
-        warnings.warn(f"{int(unfinished.sum())} of {unfinished.numel()} logistic probes stopped "
-                      f"with a gradient above tol={tol}: raise max_iter (now {max_iter}), or tol "
-                      "if float32 precision stalled them", ConvergenceWarning, stacklevel=4)
-    return W, b, steps
+        # A probe without a decrease forgets its curvature pairs and retries on the gradient;
+        # failing again there, float32 cannot resolve its progress: that fit is done.
+        fail = active & (t == 0)
+        stalled |= fail & failed
+        failed = fail
+        if fail.any():
+            history = [(p, c, torch.where(fail, 0.0, r)) for p, c, r in history]
+            gamma = torch.where(fail, 1.0, gamma)
+        P, g, value, residual = P_new, g_new, new_value, new_residual
+        active = (f.largest(gP) > tol) & ~stalled
+    above = f.largest(gP) > tol
+    return P, steps, above & ~stalled, above & stalled
+
+
+def _take(v: torch.Tensor, layers: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The block layers × targets of a [layers, ..., targets] tensor."""
+    return v[layers][..., targets]
+
+
+def _put(v: torch.Tensor, layers: torch.Tensor, targets: torch.Tensor,
+         block: torch.Tensor) -> torch.Tensor:
+    """v with its block layers × targets replaced by `block` (a new tensor)."""
+    rows = v[layers]
+    rows[..., targets] = block
+    out = v.clone()
+    out[layers] = rows
+    return out
 
 
 def _two_loop(g: torch.Tensor, history: list, gamma: torch.Tensor) -> torch.Tensor:
@@ -563,16 +787,38 @@ def _two_loop(g: torch.Tensor, history: list, gamma: torch.Tensor) -> torch.Tens
     return q
 
 
-def _secant(f: _LogLoss, z: torch.Tensor, dz: torch.Tensor, W: torch.Tensor, dW: torch.Tensor,
+def _softmax(z: torch.Tensor, negonehot: torch.Tensor, weight: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """log Σ exp over the classes (dim 1) and the residual softmax − onehot, both times the
+    weight (0 for a missing label) when given."""
+    m = z.amax(1, keepdim=True)
+    e = torch.sub(z, m).exp_()
+    s = e.sum(1, keepdim=True)
+    residual = torch.addcdiv(negonehot, e, s)
+    lse = s.log_().add_(m)
+    if weight is not None:
+        residual.mul_(weight)
+        lse.mul_(weight)
+    return lse, residual
+
+
+def _moved(z: torch.Tensor, dz: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """z + t·dz with one step length per probe ([layers, targets] over [L, K, T, N])."""
+    if bool((t == 1.0).all()):
+        return torch.add(z, dz)
+    return torch.addcmul(z, t[:, None, :, None], dz)
+
+
+def _secant(f: _LogLoss, z: torch.Tensor, dz: torch.Tensor, P: torch.Tensor, dP: torch.Tensor,
             slope: torch.Tensor, t: torch.Tensor, rounds: int = 3) -> torch.Tensor:
     """Step lengths near the minimum along each probe's direction: regula falsi on the
     directional derivative, which costs no matrix product since the logits move linearly."""
     lo, d_lo = torch.zeros_like(t), slope
     hi, d_hi = torch.full_like(t, math.inf), torch.full_like(t, math.inf)
-    ww, dd = (W * dW).sum((1, 2)), (dW * dW).sum((1, 2))
+    ww, dd = _dot(P[:, :-1], dP[:, :-1]), _dot(dP[:, :-1], dP[:, :-1])
     for _ in range(rounds):
-        _, residual = f.loss(z + _expand(t) * dz, W + _expand(t) * dW)
-        deriv = (residual * dz).sum((1, 2)) + f.penalty * (ww + t * dd)
+        _, residual = f.loss(_moved(z, dz, t), P + _expand(t) * dP)
+        deriv = (residual * dz).sum((1, 3)) + f.penalty * (ww + t * dd)
         below = deriv < 0
         lo, d_lo = torch.where(below, t, lo), torch.where(below, deriv, d_lo)
         hi, d_hi = torch.where(below, hi, t), torch.where(below, d_hi, deriv)
@@ -582,28 +828,44 @@ def _secant(f: _LogLoss, z: torch.Tensor, dz: torch.Tensor, W: torch.Tensor, dW:
     return t
 
 
-def _armijo(f: _LogLoss, z: torch.Tensor, dz: torch.Tensor, W: torch.Tensor, dW: torch.Tensor,
-            value: torch.Tensor, slope: torch.Tensor, t: torch.Tensor, tries: int = 10
-            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _armijo(f: _LogLoss, z: torch.Tensor, dz: torch.Tensor, P: torch.Tensor, dP: torch.Tensor,
+            value: torch.Tensor, residual: torch.Tensor, slope: torch.Tensor, t: torch.Tensor,
+            tries: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Halve each probe's step until it decreases its objective enough (Armijo's rule); a probe
-    still without a decrease after `tries` halvings gets step 0. Returns the step, the new
-    logits, objective and residual."""
+    still without a decrease after `tries` halvings gets step 0. After the first try only the
+    probes still looking for a step are evaluated. Returns the step, the new logits, objective
+    and residual (z, value and residual are those at step 0)."""
+    z_new = _moved(z, dz, t)
+    new_value, new_residual = f.loss(z_new, P + _expand(t) * dP)
+    ok = new_value <= value + 1e-4 * t * slope
+    if ok.all():
+        return t, z_new, new_value, new_residual
+    layer, target = (~ok).nonzero(as_tuple=True)
+    zs, dzs = z[layer, :, target], dz[layer, :, target]  # [probes, classes, examples]
+    Ps, dPs = P[layer, :, :, target], dP[layer, :, :, target]
+    ts, bound = t[layer, target], value[layer, target]
+    slopes = slope[layer, target]
     for _ in range(tries):
-        z_new = torch.addcmul(z, _expand(t), dz)
-        new_value, residual = f.loss(z_new, W + _expand(t) * dW)
-        ok = new_value <= value + 1e-4 * t * slope
-        if ok.all():
-            return t, z_new, new_value, residual
-        t = torch.where(ok, t, 0.5 * t)
-    t = torch.where(ok, t, 0.0)
-    z_new = torch.addcmul(z, _expand(t), dz)
-    new_value, residual = f.loss(z_new, W + _expand(t) * dW)
-    return t, z_new, new_value, residual
-
-
-def _largest(gW: torch.Tensor, gb: torch.Tensor) -> torch.Tensor:
-    """[layers, targets] largest absolute entry of each probe's gradient."""
-    return torch.maximum(gW.abs().amax((1, 2)), gb.abs().amax(1))
+        ts = 0.5 * ts
+        z_try = torch.addcmul(zs, ts[:, None, None], dzs)
+        value_try, residual_try = f.loss_of(z_try, Ps + ts[:, None, None] * dPs, layer, target)
+        good = value_try <= bound + 1e-4 * ts * slopes
+        if good.any():
+            at = layer[good], target[good]
+            t[at] = ts[good]
+            new_value[at] = value_try[good]
+            z_new[at[0], :, at[1]] = z_try[good]
+            new_residual[at[0], :, at[1]] = residual_try[good]
+            keep = ~good
+            layer, target, zs, dzs, Ps, dPs, ts, bound, slopes = (
+                v[keep] for v in (layer, target, zs, dzs, Ps, dPs, ts, bound, slopes))
+        if len(layer) == 0:
+            return t, z_new, new_value, new_residual
+    t[layer, target] = 0.0  # no decrease: stay where it was
+    new_value[layer, target] = value[layer, target]
+    z_new[layer, :, target] = z[layer, :, target]
+    new_residual[layer, :, target] = residual[layer, :, target]
+    return t, z_new, new_value, new_residual
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

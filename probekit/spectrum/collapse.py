@@ -42,7 +42,8 @@ def spread(z: torch.Tensor | np.ndarray) -> float:
 @dataclass(frozen=True)
 class CollapseReport:
     """One check: effective rank of the latents out of their width, their spread, and (when
-    probed) the quick probe's normalised score for the model and its random-init twin."""
+    probed) the quick probe's score for the model and its random-init twin: the
+    `DecodabilityProbe` headline, normalised late decodability (`spectrum.train.quick_probe`)."""
 
     effective_rank: float
     dim: int

@@ -22,7 +22,6 @@ from sklearn.exceptions import ConvergenceWarning
 
 from probekit.adapters.base import Batch
 from probekit.adapters.module import encode
-from probekit.decodability import ProbeData, chance_levels, choose_layer, fit_scores, normalise
 from probekit.errors import ModelError, UserError
 from probekit.spectrum import checkpoint
 from probekit.spectrum.collapse import CollapseMonitor
@@ -222,25 +221,25 @@ def _latents(model: SpectrumModel, episodes: Episodes) -> torch.Tensor:
 
 @torch.no_grad()
 def step_latents(model: SpectrumModel, episodes: Episodes) -> np.ndarray:
-    """Every layer's latents at the step positions, [L, N·S, d]."""
+    """Every layer's latents at the step positions, [L, N, S, d]."""
     hs = model.eval().hidden_states(episodes.x)
     rows = torch.arange(len(episodes.x))[:, None]
     pos = episodes.batch.positions
-    return torch.stack([h[rows, pos] for h in hs]).flatten(1, 2).numpy()
+    return torch.stack([h[rows, pos] for h in hs]).numpy()
 
 
 def quick_probe(model: SpectrumModel, task: Task, probe: dict[str, Episodes]) -> float:
-    """Normalised test score of linear probes for the task's targets (layer chosen on val):
-    the decodability pipeline on a small held-out draw, without targets constant in it."""
-    y = probe["train"].labels.reshape(-1, probe["train"].labels.shape[-1])
-    keep = [j for j in range(y.shape[1]) if len(np.unique(y[:, j])) > 1]
-    targets = [task.targets[j] for j in keep]
-    data = {s: ProbeData(step_latents(model, e), e.labels.reshape(-1, e.labels.shape[-1])[:, keep],
-                         np.empty(0), len(e.x), e.labels.shape[1]) for s, e in probe.items()}
-    Y = {s: d.Y for s, d in data.items()}
+    """The decodability headline (normalised late test score, layer chosen on val) of a
+    `DecodabilityProbe` on small held-out draws, without control task or MDL: the same probes,
+    depths and rule for constant targets as `evaluate`."""
+    from probekit.decodability import DecodabilityProbe, Labels
+
+    labels = Labels(task.name, tuple(task.targets), {s: e.labels for s, e in probe.items()},
+                    chance=Labels.task_chance(task))
+    latents = {s: step_latents(model, e) for s, e in probe.items()}
     with warnings.catch_warnings():  # a quick probe need not converge to the last digit
         warnings.simplefilter("ignore", ConvergenceWarning)
-        scores = fit_scores(data, Y, targets, "cpu")
-    chance = chance_levels(task, targets, Y["train"])
-    return float(normalise(scores.test[choose_layer(scores.val, chance)], chance).mean())
-
+        result = DecodabilityProbe(control=False, mdl=False, device="cpu",
+                                   progress=False).run(latents, labels)
+    value = result.scores()["value"]
+    return float("nan") if value is None else value

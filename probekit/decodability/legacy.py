@@ -1,110 +1,19 @@
-"""Decodability: linear probes per layer × target, a control task and a random-init twin.
-
-The layer is chosen on the validation split and reported on test with a bootstrap 95% interval
-over test episodes. Scores are normalised so chance is 0 and perfect is 1 before they are
-averaged over targets.
-"""
+"""The pooled decodability pieces that `probekit.evaluation.evaluate_task` still assembles
+itself. `DecodabilityProbe` replaces them; delete this module once `evaluate_task` calls it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
+from probekit.decodability.data import (PROBE_KIND, SPLITS, ProbeData, layer_groups,
+                                        normalise)
 from probekit.errors import DataError
-from probekit.extraction import Latents
 from probekit.probes import fit_linear_probes
-from probekit.probes.control import ControlTask, surface_keys
+from probekit.probes.control import ControlTask
 from probekit.tasks import Task
 from probekit.worlds import Target
-
-SPLITS = ("train", "val", "test")
-PROBE_KIND = {"class": "logistic", "regress": "ridge"}
-METRIC = {"class": "accuracy", "regress": "r2"}
-PROBE_MEMORY = 1 << 30  # bytes of float32 latents the probes load at once (fitting copies them)
-
-
-@dataclass(frozen=True)
-class ProbeData:
-    """Probe inputs of one split: X [L, N·S, D] — an array, or extracted Latents that are read
-    from their shards a few layers at a time — with Y [N·S, targets] and control keys."""
-
-    X: np.ndarray | Latents
-    Y: np.ndarray
-    keys: np.ndarray
-    n_episodes: int
-    n_steps: int
-
-    @property
-    def n_layers(self) -> int:
-        return len(self.X.layers) if isinstance(self.X, Latents) else self.X.shape[0]
-
-    def width(self, layer: int) -> int:
-        return self.X.dim(self.X.layers[layer]) if isinstance(self.X, Latents) else \
-            self.X.shape[2]
-
-    def rows(self, layers: range) -> np.ndarray:
-        """X of `layers` (one width), [len(layers), N·S, D] float32."""
-        if not isinstance(self.X, Latents):
-            return self.X[layers.start:layers.stop]
-        x = self.X.stack(list(self.X.layers[layers.start:layers.stop]))
-        return x.reshape(len(layers), -1, x.shape[-1])
-
-    def select(self, cols: list[int]) -> ProbeData:
-        """The same latents with only the label columns `cols`."""
-        return replace(self, Y=self.Y[:, cols])
-
-
-def probe_data(task: Task, split: str, latents: np.ndarray | Latents,
-               targets: list[Target]) -> ProbeData:
-    """`latents` from extraction (Latents, or an array [L, N, S, D]), with the split's labels
-    and control keys."""
-    ds = task.dataset(split)
-    Y = np.stack([np.asarray(ds[f"label.{t.name}"], dtype=np.float64).reshape(-1)
-                  for t in targets], axis=1)
-    keys = surface_keys(ds["surface"], task.spec.control["feature"])
-    if isinstance(latents, Latents):
-        return ProbeData(latents, Y, keys, latents.n_episodes, latents.n_steps)
-    L, N, S, D = latents.shape
-    return ProbeData(latents.reshape(L, N * S, D), Y, keys, N, S)
-
-
-def layer_groups(data: dict[str, ProbeData]) -> list[range]:
-    """Runs of consecutive layers of one width whose float32 latents, every split together,
-    fit in PROBE_MEMORY (one layer at least): what the probes load at once."""
-    per_dim = 4 * sum(len(d.Y) for d in data.values())
-    train = data["train"]
-    groups: list[range] = []
-    for i in range(train.n_layers):
-        width = train.width(i)
-        last = groups[-1] if groups else None
-        if last and train.width(last.start) == width and \
-                (len(last) + 1) * width * per_dim <= PROBE_MEMORY:
-            groups[-1] = range(last.start, i + 1)
-        else:
-            groups.append(range(i, i + 1))
-    return groups
-
-
-def chance_levels(task: Task, targets: list[Target], y_train: np.ndarray) -> np.ndarray:
-    """Per target: the spec's chance, else the majority-class rate on train (0 for regression,
-    whose metric R² is already 0 at the mean)."""
-    spec_chance = {t.name: t.chance for t in task.spec.targets}
-    out = []
-    for j, t in enumerate(targets):
-        given = spec_chance.get(t.name, spec_chance.get(t.family))
-        if given is not None:
-            out.append(given)
-        elif t.kind == "class":
-            _, counts = np.unique(y_train[:, j], return_counts=True)
-            out.append(counts.max() / counts.sum())
-        else:
-            out.append(0.0)
-    return np.asarray(out)
-
-
-def normalise(score: np.ndarray, chance: np.ndarray) -> np.ndarray:
-    return (score - chance) / np.maximum(1 - chance, 1e-12)
 
 
 @dataclass
