@@ -52,6 +52,13 @@ def plot_causal(result: dict[str, Any], path: Path) -> Path:
                             color="white" if abs(r["gain"]) > 0.6 else "black")
                 elif r["featurizer"] in (feat, None) and not r["reachable"]:
                     ax.text(x, y, "—", ha="center", va="center", fontsize=8, color="#707070")
+            if scope == "onward":  # at the last patchable layer, onward is layer l only
+                for y, layer in enumerate(layers):
+                    if not any(r["layer"] == layer and r["scope"] == "onward" for r in rows) \
+                            and any(r["layer"] == layer and r["reachable"] for r in rows):
+                        for x in range(len(positions)):
+                            ax.text(x, y, "as above", ha="center", va="center", fontsize=6,
+                                    color="#707070")
             image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
             if (head and head.get("featurizer") == feat and head.get("scope") == scope
                     and head.get("layer") in layers and head.get("positions") in positions):
@@ -66,14 +73,14 @@ def plot_causal(result: dict[str, Any], path: Path) -> Path:
     readout = rows[0]["readout"] if rows else "?"
     fig.suptitle(f"{result['model']['id']} on {result['task']['name']} — interchange by site "
                  f"({readout} readout; cell: IIA, b = unrelated-episode baseline)", fontsize=8.5)
+    fig.subplots_adjust(left=0.08, right=0.86, top=0.86, bottom=0.16, wspace=0.08, hspace=0.45)
     if image is not None:
-        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.85, pad=0.02)
+        bar = fig.colorbar(image, cax=fig.add_axes([0.89, 0.2, 0.018, 0.62]))
         bar.set_label("gain = (IIA − b) / (1 − b)", fontsize=7)
         bar.ax.tick_params(labelsize=6)
     fig.legend(handles=[Patch(fc="#d9d9d9", label="— not testable: cannot reach the readout"),
                         Patch(fc="white", ec="black", lw=2, label="headline cell")],
                loc="lower center", ncol=2, fontsize=7, frameon=False)
-    fig.subplots_adjust(left=0.08, right=0.86, top=0.86, bottom=0.16, wspace=0.08, hspace=0.45)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)

@@ -15,13 +15,9 @@ from __future__ import annotations
 from probekit.decodability.data import (LONG, METRIC, PROBE_KIND, PROBE_MEMORY, SPLITS, Labels,
                                         ProbeData, chance_levels, depth_buckets, layer_groups,
                                         normalise, probe_data)
-# What probekit.evaluation.evaluate_task still imports; goes once it calls DecodabilityProbe.
-from probekit.decodability.legacy import (bootstrap_ci, choose_layer, control_labels,
-                                          fit_scores, informative)
 from probekit.decodability.probe import DecodabilityProbe
-from probekit.decodability.result import DecodabilityResult
+from probekit.decodability.result import DecodabilityResult, plot_depth
 
 __all__ = ["DecodabilityProbe", "DecodabilityResult", "Labels", "LONG", "METRIC", "PROBE_KIND",
-           "PROBE_MEMORY", "SPLITS", "ProbeData", "bootstrap_ci", "chance_levels",
-           "choose_layer", "control_labels", "depth_buckets", "fit_scores", "informative",
-           "layer_groups", "normalise", "probe_data"]
+           "PROBE_MEMORY", "SPLITS", "ProbeData", "chance_levels", "depth_buckets",
+           "layer_groups", "normalise", "plot_depth", "probe_data"]

@@ -74,6 +74,14 @@ class DecodabilityProbe:
         self.batch_size, self.autocast, self.device = batch_size, autocast, device
         self.seed, self.n_boot, self.progress = seed, n_boot, progress
 
+    def config(self) -> dict[str, Any]:
+        """The settings that decide the numbers (recorded in the result's identity)."""
+        return {"control": self.control, "mdl": self.mdl, "depths": self.depths,
+                "penalties": [float(p) for p in np.atleast_1d(self.penalties)],
+                "mdl_penalty": float(self.mdl_penalty), "max_iter": self.max_iter,
+                "tol": self.tol, "selection": "val", "headline": "q4", "seed": self.seed,
+                "n_boot": self.n_boot}
+
     def run(self, model: Source, task: Task | Labels, layers: Sequence[str] | None = None, *,
             twin: Source | None = None) -> DecodabilityResult:
         """Probe `layers` (all by default) of `model` on `task`.

@@ -152,52 +152,85 @@ class DecodabilityResult:
         """A PNG of the normalised test score against depth (q1…, last), one line per layer;
         the random-init twin dashed in the same colours, the chosen layer emphasised. `title`
         defaults to the task's name and the question the figure answers."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.lines import Line2D
-
-        from probekit.io import atomic_path
-
         shown = [d for d in self.depths if d != "all"]
         at = [self.depths.index(d) for d in shown]
-        x = np.arange(len(shown))
-        model = self.curve("test")[:, at]
         twin = None if self.raw_twin is None else self.curve("random_init:test")[:, at]
-        chosen = self.layer_index
-        colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.8, len(self.layers)))
-        fig, ax = plt.subplots(figsize=(7.5, 4))
-        for i, layer in enumerate(self.layers):
-            wide = i == chosen
-            style = {"color": colours[i], "lw": 3 if wide else 1.3, "alpha": 1 if wide else 0.8,
-                     "zorder": 3 if wide else 2}
-            ax.plot(x, model[i], "-o", ms=7 if wide else 3, mec="black" if wide else None,
-                    label=f"{layer} (chosen)" if wide else layer, **style)
-            if twin is not None:
-                ax.plot(x, twin[i], "--", **{**style, "lw": style["lw"] * 0.6,
-                                             "alpha": style["alpha"] * 0.8})
-        ax.axhline(0, color="grey", lw=0.8, ls=":")
-        ax.set_xticks(x, [d if d != self.late else f"{d}\n(headline)" for d in shown])
-        ax.set_xlabel("step depth (quarters of the episode, then the last step)")
-        ax.set_ylabel("decodability on test\n(normalised: chance 0, perfect 1)")
-        ax.set_ylim(min(-0.05, np.nanmin(model) - 0.05,
-                        np.nanmin(twin) - 0.05 if twin is not None else 0), 1.05)
-        ax.set_title(title or f"{self.name}: does the state stay readable late in the episode?",
-                     fontsize=10)
-        handles, names = ax.get_legend_handles_labels()
-        handles += [Line2D([], [], color="black", lw=1.3, ls="-"),
-                    Line2D([], [], color="black", lw=1.0, ls="--")]
-        names += ["trained", "random init"] if twin is not None else ["trained"]
-        handles = handles[:len(names)]
-        ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8,
-                  frameon=False, title="layer", title_fontsize=8, alignment="left")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-        plt.close(fig)
-        return Path(path)
+        return draw_depth(self.layers, shown, self.curve("test")[:, at], twin, self.layer_index,
+                          self.late, title or f"{self.name}: does the state stay readable late "
+                          "in the episode?", path)
+
+
+def plot_depth(result: dict[str, Any], path: str | Path) -> Path:
+    """The by-depth figure of a `probekit.result/2` record (from its per_layer rows)."""
+    from probekit import record
+
+    rows = result["per_layer"]
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    present = {r["depth"] for r in rows}
+    shown = [d for d in record.DEPTHS if d in present and d != record.POOLED]
+
+    def curve(column: str) -> np.ndarray:
+        out = np.full((len(layers), len(shown)), np.nan)
+        for i, layer in enumerate(layers):
+            for k, depth in enumerate(shown):
+                v = record.layer_mean(rows, layer, column, depth)
+                out[i, k] = np.nan if v is None else v
+        return out
+
+    twin = None if all(r["random_init"] is None for r in rows) else curve("random_init")
+    chosen = layers.index(result["scores"]["decodability"]["layer"])
+    title = (f"{result['model']['id']} on {result['task']['name']}: does the state stay "
+             "readable late in the episode?")
+    return draw_depth(layers, shown, curve("test"), twin, chosen, record.LATE, title, path)
+
+
+def draw_depth(layers: list[str], shown: list[str], model: np.ndarray, twin: np.ndarray | None,
+               chosen: int, late: str, title: str, path: str | Path) -> Path:
+    """Normalised decodability [layers, depths] against depth, one line per layer, the twin
+    dashed in the same colours, the chosen layer emphasised, the legend outside the axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from probekit.io import atomic_path
+
+    x = np.arange(len(shown))
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.8, len(layers)))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for i, layer in enumerate(layers):
+        wide = i == chosen
+        style = {"color": colours[i], "lw": 3 if wide else 1.3, "alpha": 1 if wide else 0.8,
+                 "zorder": 3 if wide else 2}
+        ax.plot(x, model[i], "-o", ms=7 if wide else 3, mec="black" if wide else None,
+                label=f"{layer} (chosen)" if wide else layer, **style)
+        if twin is not None:
+            ax.plot(x, twin[i], "--", **{**style, "lw": style["lw"] * 0.6,
+                                         "alpha": style["alpha"] * 0.8})
+    ax.axhline(0, color="grey", lw=0.8, ls=":")
+    ax.set_xticks(x, [d if d != late else f"{d}\n(headline)" for d in shown])
+    ax.set_xlabel("step depth (quarters of the episode, then the last step)")
+    ax.set_ylabel("decodability on test\n(normalised: chance 0, perfect 1)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low = min(-0.05, np.nanmin(model) - 0.05,
+                  np.nanmin(twin) - 0.05 if twin is not None else 0)
+    ax.set_ylim(low, 1.05)
+    ax.set_title(title, fontsize=10)
+    handles, names = ax.get_legend_handles_labels()
+    handles += [Line2D([], [], color="black", lw=1.3, ls="-"),
+                Line2D([], [], color="black", lw=1.0, ls="--")]
+    names += ["trained", "random init"] if twin is not None else ["trained"]
+    handles = handles[:len(names)]
+    ax.legend(handles, names, loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8,
+              frameon=False, title="layer", title_fontsize=8, alignment="left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
 
 
 def _num(x: Any) -> float | None:
