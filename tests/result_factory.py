@@ -1,74 +1,79 @@
-"""Consistent `probekit.result/1` records for tests, derived from tests/data/result_example.json."""
+"""Consistent `probekit.result/2` records for tests, derived from tests/data/result_example.json
+(a real `probekit eval boxes-gpt2-tiny --tasks boxes` result); /1 records from
+tests/data/result_example_v1.json for the superseded schema."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from probekit.causal.verdict import verdict, world_model_score
-from probekit.results import run_id
+from probekit import record
 
 EXAMPLE = Path(__file__).parent / "data" / "result_example.json"
+EXAMPLE_V1 = Path(__file__).parent / "data" / "result_example_v1.json"
 
 
 def example() -> dict[str, Any]:
     return json.loads(EXAMPLE.read_text())
 
 
-def _norm(row: dict[str, Any], column: str) -> float:
-    return (row[column] - row["chance"]) / (1 - row["chance"])
-
-
-def _mean(rows: list[dict[str, Any]], layer: str, column: str) -> float:
-    values = [_norm(r, column) for r in rows if r["layer"] == layer]
-    return math.fsum(values) / len(values)
+def example_v1() -> dict[str, Any]:
+    return json.loads(EXAMPLE_V1.read_text())
 
 
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
-    """Recompute decodability from per_layer (layer chosen on val) and the run_id, in place."""
+    """Recompute the decodability block from per_layer (layer chosen on the late validation
+    score), the summary scores and the run_id, in place — through `probekit.record`."""
     rows = result["per_layer"]
     layers = list(dict.fromkeys(r["layer"] for r in rows))
-    best = max(layers, key=lambda layer: _mean(rows, layer, "val"))
+    best = max(layers, key=lambda layer: record.layer_mean(rows, layer, "val"))
     d = result["scores"]["decodability"]
-    d["layer"], d["value"], d["control"] = best, _mean(rows, best, "test"), _mean(rows, best,
-                                                                                   "control")
+    d["layer"] = best
+    d["value"] = record.layer_mean(rows, best, "test")
+    d["pooled"] = record.layer_mean(rows, best, "test", record.POOLED)
+    d["control"] = record.layer_mean(rows, best, "control")
     d["selectivity"] = d["value"] - d["control"]
     d["ci95"] = [round(d["value"] - 0.02, 4), round(d["value"] + 0.02, 4)]
-    if rows[0]["random_init"] is not None:
-        d["random_init"] = max(_mean(rows, layer, "random_init") for layer in layers)
-    result["run_id"] = run_id(result)
+    twins = [record.layer_mean(rows, layer, "random_init") for layer in layers]
+    d["random_init"] = None if None in twins else max(twins)
+    if d.get("mdl") is not None:
+        d["mdl"]["bits"] = sum(r["mdl_bits"] for r in rows
+                               if r["layer"] == best and r["depth"] == record.POOLED)
+        d["mdl"]["compression"] = d["mdl"]["uniform_bits"] / d["mdl"]["bits"]
+    s = result["scores"]
+    ran = bool(result["per_cell"]) or s["causality"] is not None
+    s["world_model_score"] = record.world_model_score(d, s["causality"])
+    s["verdict"] = record.verdict(d, s["causality"], ran)
+    result["run_id"] = record.run_id(result)
     return result
 
 
 def make(model: str = "probekit/spectrum-ntp", revision: str = "a41c2e9f07b3",
          family: str | None = "ntp", alpha: float | None = 0.0, quality: float = 1.0,
-         iia: float | None = 0.58, seed: int = 0) -> dict[str, Any]:
-    """A consistent result for `model`: the example's normalised scores times `quality`."""
+         gain: float | None = 0.58, seed: int = 0) -> dict[str, Any]:
+    """A consistent result for `model`: the example's normalised decodability times `quality`
+    and a causal headline of `gain` (None: causal probes not run)."""
     r = example()
     r["model"].update(id=model, revision=revision,
                       sha256=hashlib.sha256(f"{model}@{revision}".encode()).hexdigest(),
                       spectrum={"family": family, "alpha": alpha})
     for row in r["per_layer"]:
         for column in ("train", "val", "test"):
-            row[column] = round(row["chance"] + (1 - row["chance"]) * _norm(row, column)
-                                * quality, 4)
+            if row[column] is not None:
+                norm = record.normalise(row[column], row["chance"])
+                row[column] = round(row["chance"] + (1 - row["chance"]) * norm * quality, 4)
     r["probe"]["seed"] = seed
-    summarise(r)
     s = r["scores"]
-    if iia is None:
-        s["causality"], s["world_model_score"], s["verdict"] = None, None, None
-        del r["per_layer_causal"]
+    if gain is None:
+        s["causality"], r["per_cell"], r["probe"]["causality"], r["causal"] = None, [], None, None
+        s["causality_reason"] = "causal probes were not run (causal=False, --no-causal)"
     else:
-        d, c = s["decodability"], s["causality"]
-        c.update(iia=iia, ci95=[max(0.0, iia - 0.04), min(1.0, iia + 0.04)], layer=d["layer"])
-        r["per_layer_causal"] = [{**r["per_layer_causal"][1], "position": "step",
-                                  **{k: c[k] for k in ("layer", "pairs", "iia", "ci95",
-                                                       "baseline_iia")}}]
-        s["world_model_score"] = world_model_score(d["value"], d["random_init"], iia,
-                                                   c["baseline_iia"])
-        s["verdict"] = verdict(d["value"], d["random_init"], iia, c["ci95"], c["baseline_iia"])
-    r["run_id"] = run_id(r)
-    return r
+        c = s["causality"]
+        c.update(gain=gain, ci95=[round(gain - 0.05, 4), round(gain + 0.05, 4)],
+                 vs_random_ci95=[round(gain - 0.1, 4), round(gain + 0.1, 4)])
+        for row in r["per_cell"]:
+            if all(row[k] == c[k] for k in ("layer", "positions", "scope", "featurizer")):
+                row.update(gain=gain, gain_ci95=c["ci95"])
+    return summarise(r)

@@ -159,7 +159,7 @@ def test_spec_files_through_tasks_show(spec_dir, capsys, text):
 
 # --- result JSON ------------------------------------------------------------------------------
 
-RESULTS = st.builds(make, quality=st.floats(0, 1), iia=st.none() | st.floats(0, 1),
+RESULTS = st.builds(make, quality=st.floats(0, 1), gain=st.none() | st.floats(-0.5, 1),
                     alpha=st.none() | st.floats(0, 1), seed=st.integers(0, 3))
 
 
@@ -271,7 +271,7 @@ def fast_eval(tiny_gpt2, tmp_path_factory):
     mp.setattr(HFAdapter, "from_pretrained", classmethod(
         lambda cls, name, **kw: load(cls, name, **{k: v for k, v in sorted(kw.items())})))
     mp.setattr(probekit.evaluation, "evaluate_task",
-               lambda adapter, twin, task, layers, **kw: make(iia=None))
+               lambda adapter, twin, task, layers, **kw: make(gain=None))
     mp.setattr("probekit.report.plot_layers", lambda result, path: path)
     yield write_task(tmp_path_factory.mktemp("tasks")), tmp_path_factory.mktemp("out")
     mp.undo()

@@ -108,7 +108,7 @@ def committed_files(request: dict) -> dict[str, bytes]:
 @pytest.fixture
 def two_results(tmp_path) -> list[Path]:
     return [write_json(tmp_path / "a.json", make()),
-            write_json(tmp_path / "b.json", make(model="org/other", iia=None, family="jepa"))]
+            write_json(tmp_path / "b.json", make(model="org/other", gain=None, family="jepa"))]
 
 
 def test_results_are_one_pull_request_with_the_store_layout(hub, two_results, tmp_path, capsys):

@@ -28,7 +28,7 @@ MODELS = [  # id, family, alpha, quality, iia
 
 
 def results() -> list[dict]:
-    return [make(model=m, family=f, alpha=a, quality=q, iia=iia) for m, f, a, q, iia in MODELS]
+    return [make(model=m, family=f, alpha=a, quality=q, gain=iia) for m, f, a, q, iia in MODELS]
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""`probekit.result/1`: the shipped JSON Schema, the validator and the task checks."""
+"""`probekit.result/2` (and the superseded /1): the shipped JSON Schemas, the validator, the
+consistency rules (through `probekit.record`) and the task checks."""
 
 from __future__ import annotations
 
@@ -12,14 +13,24 @@ from hypothesis import strategies as st
 
 from probekit import schema
 from probekit.errors import ResultError
-from probekit.results import run_id
-from tests.result_factory import EXAMPLE, example, make, summarise
+from probekit.record import run_id
+from tests.result_factory import EXAMPLE, EXAMPLE_V1, example, example_v1, make, summarise
 
 
-def test_schema_file_is_a_valid_draft_2020_12_schema_shipped_in_the_package():
-    assert schema.SCHEMA_FILE.parent.name == "schema"
-    jsonschema.Draft202012Validator.check_schema(schema.schema())
-    assert schema.schema()["properties"]["schema"] == {"const": "probekit.result/1"}
+@pytest.mark.parametrize("version", ["probekit.result/1", "probekit.result/2"])
+def test_schema_files_are_valid_draft_2020_12_schemas_shipped_in_the_package(version):
+    jsonschema.Draft202012Validator.check_schema(schema.schema(version))
+    assert schema.schema(version)["properties"]["schema"] == {"const": version}
+
+
+def test_superseded_v1_results_still_validate_by_their_own_rules():
+    v1 = schema.load(EXAMPLE_V1)
+    assert v1["schema"] == "probekit.result/1"
+    forged = example_v1()
+    forged["scores"]["verdict"] = "causal" if v1["scores"]["verdict"] != "causal" else "neither"
+    forged["run_id"] = run_id(forged)
+    with pytest.raises(ResultError, match="verdict is"):
+        schema.validate(forged)
 
 
 def test_example_round_trips_unchanged():
@@ -31,11 +42,13 @@ def test_example_round_trips_unchanged():
     assert loaded["run_id"] == run_id(loaded)
 
 
-def test_causality_may_be_absent_or_null_and_spectrum_unknown():
-    r = make(iia=None, family=None, alpha=None)
+def test_causality_may_be_null_with_its_reason_and_spectrum_unknown():
+    r = make(gain=None, family=None, alpha=None)
     schema.validate(r)
-    del r["scores"]["causality"], r["scores"]["verdict"], r["scores"]["world_model_score"]
-    schema.validate(r)
+    assert r["scores"]["causality_reason"] and r["scores"]["verdict"] is None
+    del r["scores"]["causality_reason"]
+    with pytest.raises(ResultError, match="causality_reason"):
+        schema.validate(r)
 
 
 def _edit(change, resummarise=False, rehash=True):
@@ -70,7 +83,13 @@ def _delete(path: str):
 
 def _chosen_row(r):
     layer = r["scores"]["decodability"]["layer"]
-    return next(row for row in r["per_layer"] if row["layer"] == layer)
+    return next(row for row in r["per_layer"] if row["layer"] == layer and row["depth"] == "q4")
+
+
+def _headline_row(r):
+    c = r["scores"]["causality"]
+    return next(row for row in r["per_cell"] if all(row[k] == c[k] for k in
+                                                    ("layer", "positions", "scope", "featurizer")))
 
 
 def _shift_chosen_test(r):
@@ -78,8 +97,8 @@ def _shift_chosen_test(r):
 
 
 INVALID = {
-    "wrong schema version": (_set("schema", "probekit.result/2"),
-                             "schema 'probekit.result/2' is not supported"),
+    "wrong schema version": (_set("schema", "probekit.result/3"),
+                             "schema 'probekit.result/3' is not supported"),
     "missing model field": (_delete("model.sha256"),
                             "model: 'sha256' is a required property"),
     "missing scores": (_delete("scores"), "'scores' is a required property"),
@@ -100,16 +119,34 @@ INVALID = {
                                         "decodability.selectivity is 0.7 but value - control"),
     "chosen layer without rows": (_set("scores.decodability.layer", "block.9"),
                                   "decodability.layer 'block.9' has no per_layer rows"),
+    "pooled off per_layer": (_set("scores.decodability.pooled", 0.5),
+                             "decodability.pooled is 0.5 but per_layer gives"),
     "random_init of no layer": (_set("scores.decodability.random_init", 0.9),
-                                "is not the normalised mean random_init of any layer"),
-    "random_init missing in rows": (_set("per_layer.0.random_init", None),
-                                    "random_init must be given in every per_layer row"),
+                                "is not the late normalised mean random_init of any layer"),
+    "random_init missing in rows": (_set("per_layer.3.random_init", None),
+                                    "random_init must be given in every late per_layer row"),
     "duplicate per_layer row": (lambda r: r["per_layer"].append(dict(r["per_layer"][0])),
                                 "two rows for layer 'embed'"),
     "ragged per_layer grid": (lambda r: r["per_layer"].pop(),
-                              "target 'count.box3' is in some layers but not in layer 'block.2'"),
+                              "('count.box3', 'all') is in some layers but not in layer "
+                              "'block.3'"),
+    "mdl bits off per_layer": (_set("scores.decodability.mdl.bits", 1.0),
+                               "mdl.bits 1.0 is not the sum"),
     "interval upside down": (_set("scores.decodability.ci95", [0.8, 0.6]), "has lo > hi"),
-    "verdict without causality": (_set("scores.causality", None), "needs a causality block"),
+    "gain interval upside down": (_set("scores.causality.ci95", [0.3, 0.1]), "has lo > hi"),
+    "forged verdict": (_set("scores.verdict", "causal"), "verdict is 'causal' but its blocks"),
+    "forged world model score": (_set("scores.world_model_score", 0.5),
+                                 "world_model_score is 0.5 but its blocks"),
+    "headline not one of its cells": (_set("scores.causality.gain", 0.9),
+                                      "is not one of its reachable per_cell rows"),
+    "headline at an untestable featurizer": (_set("scores.causality.featurizer", "full"),
+                                             "scores.causality.featurizer: 'full' is not one"),
+    "headline cell edited": (lambda r: _headline_row(r).update(iia=0.5),
+                             "is not one of its reachable per_cell rows"),
+    "verdict without causal probes": (lambda r: r.update(per_cell=[]) or
+                                      r["scores"].update(causality=None, world_model_score=None),
+                                      "verdict is 'decodable-not-causal' but its blocks give None"),
+    "IIA above 1": (_set("per_cell.0.iia", 1.5), "per_cell[0].iia: 1.5 is greater"),
     "model escaping the store": (_set("model.id", "../../x"), "cannot be used as a file name"),
 }
 
@@ -129,16 +166,17 @@ def test_invalid_results_are_rejected_with_a_clear_message(case):
 def test_non_json_numbers_are_refused_when_parsing(token):
     text = EXAMPLE.read_text().replace('"world_model_score": ', f'"world_model_score": {token}, '
                                        '"_": ', 1)
+    assert text != EXAMPLE.read_text()
     with pytest.raises(ResultError, match=f"not valid JSON .*{token}.*write null"):
         schema.loads(text, "r.json")
 
 
 def test_task_fingerprint_version_and_targets_are_checked_against_the_registry():
     bad_fp = _edit(_set("task.fingerprint", "0123456789abcdef"))
-    with pytest.raises(ResultError, match="does not match boxes v2 here"):
+    with pytest.raises(ResultError, match="does not match boxes v3 here"):
         schema.check_task(bad_fp)
-    bad_version = _edit(_set("task.version", 3))
-    with pytest.raises(ResultError, match="version 2 here but the result is for version 3"):
+    bad_version = _edit(_set("task.version", 4))
+    with pytest.raises(ResultError, match="version 3 here but the result is for version 4"):
         schema.check_task(bad_version)
     renamed = _edit(lambda r: [row.update(target=row["target"].replace("obj0", "pear"))
                                for row in r["per_layer"]])
@@ -160,19 +198,19 @@ def test_a_task_from_an_include_path_is_checked(tiny_task_dir):
 
 
 @settings(max_examples=25, deadline=None)
-@given(quality=st.floats(0.05, 1.0), iia=st.none() | st.floats(0.0, 1.0),
+@given(quality=st.floats(0.05, 1.0), gain=st.none() | st.floats(-0.3, 0.9),
        alpha=st.none() | st.floats(0.0, 1.0))
-def test_consistent_results_validate(quality, iia, alpha):
-    schema.validate(make(quality=quality, iia=iia, alpha=alpha))
+def test_consistent_results_validate(quality, gain, alpha):
+    schema.validate(make(quality=quality, gain=gain, alpha=alpha))
 
 
 @settings(max_examples=25, deadline=None)
-@given(row=st.integers(0, 7), delta=st.floats(1e-4, 0.05) | st.floats(-0.05, -1e-4))
+@given(row=st.integers(0, 7), delta=st.floats(1e-4, 0.01) | st.floats(-0.05, -1e-4))
 def test_any_change_to_a_chosen_layer_score_is_caught(row, delta):
     r = example()
     layer = r["scores"]["decodability"]["layer"]
-    rows = [x for x in r["per_layer"] if x["layer"] == layer]
-    rows[row]["test"] += delta  # chosen-layer accuracies are below 0.9: stays a valid rate
+    rows = [x for x in r["per_layer"] if x["layer"] == layer and x["depth"] == "q4"]
+    rows[row]["test"] += delta  # late chosen-layer accuracies are below 0.99: a valid rate
     r["run_id"] = run_id(r)
     with pytest.raises(ResultError, match="decodability.value is"):
         schema.validate(r)

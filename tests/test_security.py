@@ -266,7 +266,7 @@ def test_the_pickle_check_detects_pickles():
 def test_a_submission_whose_summary_does_not_follow_is_refused(tmp_path, capsys, edit, needle):
     from probekit.results import run_id
 
-    result = make(iia=0.3)
+    result = make(gain=0.3)
     edit(result["scores"])
     result["run_id"] = run_id(result)  # a careful forger recomputes the identity too
     path = tmp_path / "forged.json"
@@ -280,7 +280,7 @@ def test_a_submission_whose_summary_does_not_follow_is_refused(tmp_path, capsys,
 
 def test_the_honest_submission_is_filed(tmp_path, capsys):
     path = tmp_path / "honest.json"
-    path.write_text(json.dumps(make(iia=0.3)))  # make() derives every summary from the rows
+    path.write_text(json.dumps(make(gain=0.3)))  # make() derives every summary from the rows
     assert main(["submit", str(path), "--store", str(tmp_path / "store"),
                  "--allow-unregistered"]) == 0
     assert len(list((tmp_path / "store").rglob("*.json"))) == 1

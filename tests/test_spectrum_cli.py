@@ -69,12 +69,13 @@ def test_list_shows_the_shipped_references(capsys):
         assert name in out
 
 
-def _results(folder, seeds=(0, 1, 2), iia=True):
+def _results(folder, seeds=(0, 1, 2), causal=True):
     for task in ("boxes", "othello-4"):
         for a, family in ((0.0, "ntp"), (0.5, "next-latent"), (1.0, "jepa")):
             for s in seeds:
                 r = make(model=f"probekit/spectrum-{task}-a{a:g}-s{s}", family=family, alpha=a,
-                         quality=0.5 + 0.4 * a + 0.02 * s, iia=(0.3 + 0.1 * s) if iia else None)
+                         quality=0.5 + 0.4 * a + 0.02 * s,
+                         gain=(0.3 + 0.1 * s) if causal else None)
                 r["task"]["name"] = task
                 results.save(r, folder)
     results.save(make(model="org/not-spectrum", family=None, alpha=None), folder)
@@ -90,16 +91,16 @@ def test_report_averages_seeds_with_intervals(tmp_path):
     values = rows.filter((pl.col("task") == "boxes") & (pl.col("alpha") == 0.5))["decodability"]
     assert r["decodability"] == pytest.approx(values.mean())
     assert r["decodability_lo"] < r["decodability"] < r["decodability_hi"]
-    assert r["iia"] == pytest.approx(0.4) and r["iia_lo"] < 0.4 < r["iia_hi"]
+    assert r["causal_gain"] == pytest.approx(0.4) and r["causal_gain_lo"] < 0.4 < r["causal_gain_hi"]
     boxes = summary.filter(pl.col("task") == "boxes")["decodability"].to_list()
     assert boxes == sorted(boxes)  # quality rises with a in these made-up results
 
 
 def test_report_with_one_seed_uses_the_bootstrap_interval_and_null_causality(tmp_path):
-    _results(tmp_path, seeds=(0,), iia=False)
+    _results(tmp_path, seeds=(0,), causal=False)
     summary, paths = report(tmp_path, tmp_path / "fig" / "spectrum.png")
     rows = collect(tmp_path)
-    assert summary["iia"].null_count() == summary.height
+    assert summary["causal_gain"].null_count() == summary.height
     assert summary["decodability_lo"].to_list() == rows["decodability_lo"].to_list()
     assert [p.name for p in paths] == ["spectrum.png", "spectrum.csv", "spectrum.md"]
     assert paths[0].read_bytes()[:4] == b"\x89PNG"

@@ -10,9 +10,11 @@ name wherever they occur and skips those that are absent or not numbers, so it a
 - sizes: episodes per split (`n_train`, `n_val`, `n_test`: 1 …
   `probekit.tasks.MAX_SPLIT_SIZE`), pair counts (`pairs`, `skipped`, `dropped`: 0 … the same),
   parameters (`n_params`: 1 … MAX_PARAMS), seeds (0 … 2**32 - 1);
-- scores: shares in [0, 1] (UNIT_SCORES, `model.spectrum.alpha`, and the `ci95` of a block that holds `iia`); per-layer
-  rows: chance in [0, 1), accuracy in [0, 1], R² at most 1; normalised decodability summaries
-  (`value`, `control`, `random_init`, `ci95`) at most 1, since chance is 0 and perfect is 1.
+- scores: shares in [0, 1] (UNIT_SCORES, `model.spectrum.alpha`, and an interval of IIA:
+  `iia_ci95`, or the `ci95` of a block that holds `iia` and no `gain`); per-layer rows: chance
+  in [0, 1), accuracy in [0, 1], R² at most 1; normalised scores at most 1, since chance is 0
+  and perfect is 1: decodability summaries (`value`, `control`, `random_init`, `ci95`), causal
+  gains (GAINS) and their intervals (`gain_ci95`, the `ci95` of a block that holds `gain`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from probekit.errors import ResultError
 MIN_DATE = dt.date(2020, 1, 1)  # no probekit result is older
 MAX_PARAMS = 10 ** 13  # ten trillion parameters
 MAX_SEED = 2 ** 32
-UNIT_SCORES = ("iia", "baseline_iia", "source_accuracy", "auroc", "legal_top1",
-               "world_model_score", "steering")
+UNIT_SCORES = ("iia", "baseline_iia", "baseline", "placebo", "source_accuracy", "auroc",
+               "legal_top1", "world_model_score", "steering")
+GAINS = ("gain", "random_control", "full_upper_bound", "val_gain")  # normalised: at most 1
 COUNTS = ("pairs", "skipped", "dropped")
 SPLIT_SIZES = ("n_train", "n_val", "n_test")
 TOLERANCE = 1e-9
@@ -59,10 +62,17 @@ def check_ranges(result: dict[str, Any], where: str = "result") -> None:
             _within(value, at, 0.0, 1.0, where)
         elif key in COUNTS:
             _count(value, at, 0, MAX_SPLIT_SIZE, where, "MAX_SPLIT_SIZE")
-        elif key == "ci95" and isinstance(parent, dict) and "iia" in parent \
-                and isinstance(value, list):
-            for i, v in enumerate(value):
+        elif key in GAINS:
+            _within(value, at, None, 1.0, where, normalised=True)
+        elif isinstance(value, list) and isinstance(parent, dict) and (
+                key == "iia_ci95" or (key == "ci95" and "iia" in parent and "gain" not in parent
+                                      and "iia_ci95" not in parent)):
+            for i, v in enumerate(value):  # an interval of IIA: a share
                 _within(v, f"{at}[{i}]", 0.0, 1.0, where)
+        elif isinstance(value, list) and isinstance(parent, dict) and (
+                key == "gain_ci95" or (key == "ci95" and "gain" in parent)):
+            for i, v in enumerate(value):  # an interval of a gain: normalised
+                _within(v, f"{at}[{i}]", None, 1.0, where, normalised=True)
     scores = result.get("scores") if isinstance(result.get("scores"), dict) else {}
     d = scores.get("decodability") if isinstance(scores.get("decodability"), dict) else {}
     for key in ("value", "control", "random_init"):
