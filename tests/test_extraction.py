@@ -253,4 +253,14 @@ def test_probes_fit_from_the_shards_a_layer_at_a_time_as_all_at_once(setup, monk
     monkeypatch.setattr(data_module, "PROBE_MEMORY", 1)  # one layer in memory at a time
     assert layer_groups(data) == [range(0, 1), range(1, 2), range(2, 3)]
     apart = probe.run(adapter, task, twin=adapter.random_init(0))
-    assert apart.rows() == together.rows() and apart.scores() == together.scores()
+    # Probe scores are equal; description lengths agree to the probes' tolerance (L-BFGS
+    # finishes its last iterations on the probes still running, so batching moves the last
+    # digits of the MDL prefix fits).
+    bits = [(a["mdl_bits"], b["mdl_bits"]) for a, b in zip(apart.rows(), together.rows())]
+    assert [dict(r, mdl_bits=None) for r in apart.rows()] == \
+        [dict(r, mdl_bits=None) for r in together.rows()]
+    assert all((a is None) == (b is None) for a, b in bits)
+    assert [a for a, _ in bits if a is not None] == pytest.approx(
+        [b for _, b in bits if b is not None], rel=1e-5)
+    s, t = apart.scores(), together.scores()
+    assert s.pop("mdl") == pytest.approx(t.pop("mdl"), rel=1e-5) and s == t
