@@ -132,8 +132,9 @@ def test_obs_module_end_to_end_with_interventions(tiny_task_dir):
     assert r["model"]["spectrum"] == {"family": "jepa", "alpha": 1.0}
     # The running mean carries every earlier observation, so the obs probe reads locations well.
     assert r["scores"]["decodability"]["value"] > 0.3
-    readouts = {row["readout"] for row in r["per_layer_causal"]}
+    readouts = {row["readout"] for row in r["per_cell"]}
     assert readouts == {"probe"}  # no token head: the probe readout judges the interventions
+    assert r["causal"]["ceiling"]["pairs"] > 0  # the input layer reproduces the source run
 
 
 def test_random_init_twin_is_seeded_and_fresh():

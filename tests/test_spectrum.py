@@ -164,7 +164,9 @@ def test_spectrum_checkpoint_end_to_end(saved, tiny_task_dir):
     assert r["model"]["spectrum"] == {"family": "next-latent", "alpha": 0.5}
     assert r["model"]["adapter"] == "spectrum"
     assert r["scores"]["decodability"]["random_init"] is not None
-    assert {row["readout"] for row in r["per_layer_causal"]} == {"token", "probe"}
+    assert {row["readout"] for row in r["per_cell"]} == {"token"}  # it has a token head
+    cells = [row for row in r["per_cell"] if row["layer"] == "block.1"]
+    assert cells and not any(row["reachable"] for row in cells)  # the layer feeding the head
 
 
 def _edit(folder, name, change):

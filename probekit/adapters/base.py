@@ -30,6 +30,7 @@ class ModelIdentity:
     dtype: str
     family: str | None = None  # spectrum family (e.g. "ntp", "jepa"), when known
     alpha: float | None = None  # spectrum mixing coefficient, when known
+    architecture: str | None = None  # e.g. the config's model_type ("gpt2"), when known
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -348,7 +348,8 @@ class HFAdapter(Adapter):
         identity = ModelIdentity(id=ident, revision=rev, sha256=sha, adapter="hf",
                                  n_params=n_params(model), dtype=str(model.dtype).split(".")[-1],
                                  family=getattr(config, "probekit_family", None),
-                                 alpha=getattr(config, "probekit_alpha", None))
+                                 alpha=getattr(config, "probekit_alpha", None),
+                                 architecture=getattr(config, "model_type", None))
         return cls(model, tokenizer, identity, device=device, truncate=truncate)
 
     # --- layers ---------------------------------------------------------------------------
@@ -436,7 +437,8 @@ class HFAdapter(Adapter):
         identity = ModelIdentity(id=f"{ident.id}@random-init", revision=f"seed{seed}",
                                  sha256=state_sha256(model), adapter=ident.adapter,
                                  n_params=ident.n_params, dtype=ident.dtype,
-                                 family=ident.family, alpha=ident.alpha)
+                                 family=ident.family, alpha=ident.alpha,
+                                 architecture=ident.architecture)
         return HFAdapter(model, self.tokenizer, identity, device=self.device,
                          max_length=self.max_length, truncate=self.truncate)
 

@@ -69,7 +69,8 @@ class ModuleAdapter(Adapter):
         self.identity = ModelIdentity(
             id=model_id or f"module/{type(module).__name__}", revision=revision or sha[:12],
             sha256=sha, adapter=self.ADAPTER, n_params=n_params(module),
-            dtype=str(dtype).split(".")[-1], family=family, alpha=alpha)
+            dtype=str(dtype).split(".")[-1], family=family, alpha=alpha,
+            architecture=type(module).__name__)
 
     def layers(self) -> list[str]:
         return list(self.paths)
