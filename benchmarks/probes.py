@@ -232,7 +232,7 @@ def main() -> None:
                         help="the one penalty (scikit-learn's C = 1/penalty)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=2, help="time each batched fit this often")
+    parser.add_argument("--repeat", type=int, default=3, help="time each batched fit this often")
     parser.add_argument("--no-load", action="store_true", help="skip the background-load part")
     args = parser.parse_args()
     if args.quick:
