@@ -241,3 +241,20 @@ def test_next_step_legality_is_the_readout_without_a_question(tmp_path):
     assert int((~o.readable).sum()) == o.why_dropped().get("unreadable", 0)
     c = result.ceiling()
     assert c["pairs"] >= 8 and c["max_abs_diff"] < 1e-3
+
+
+@pytest.mark.slow
+def test_ceiling_holds_on_every_shipped_checkpoint():
+    """Every checkpoint that ships: interchanging every differing input position at the input
+    layer reproduces the source run (the run would stop otherwise)."""
+    from probekit.adapters import shipped_checkpoints
+    from probekit.spectrum import checkpoint
+
+    for name in shipped_checkpoints():
+        adapter = load_model(name, device="cpu")
+        task = checkpoint.load(checkpoint.SHIPPED / name)[1].task if name.startswith(
+            "spectrum-") else {"boxes-gpt2-tiny": "boxes", "othello6-gpt2": "othello-6"}[name]
+        result = ceiling_run(adapter, load_task(task), filter_correct=False, max_pairs=8)
+        c = result.ceiling()
+        assert c["pairs"] >= 4 and c["max_abs_diff"] < 1e-3, name
+        assert c["iia"] == pytest.approx(c["source_accuracy"]), name

@@ -150,7 +150,8 @@ class CausalProbe:
                                           ranks=self.das_ranks, steps=self.das_steps,
                                           seed=self.seed)
         outcomes = {s: engine.evaluate(pairsets[s], cells, das, steering=s == self.split
-                                       and self.steering) for s in splits}
+                                       and self.steering, selection=s != self.split)
+                    for s in splits}
         attribution = None
         if self.attribution:
             from probekit.causal.attribution import attribute
@@ -230,7 +231,7 @@ class _Engine:
         self.reach: dict[tuple[str, str, str], bool] = {}
         from probekit.causal.cached import CachedRunner
 
-        self.cached = CachedRunner(adapter, readout, probe.max_runs) \
+        self.cached = CachedRunner(adapter, readout, 4 * probe.max_runs) \
             if probe.method != "hook" and CachedRunner.supports(adapter) else None
         self._checked = False
 
@@ -345,12 +346,20 @@ class _Engine:
     # evaluation -------------------------------------------------------------------------------
 
     def evaluate(self, pairs: PairSet, cells: list[tuple[str, str, str]],
-                 das: dict[tuple[str, str, str], Any], steering: bool) -> Outcomes:
-        """Every cell × featurizer × variant (and steering) on every pair of `pairs`."""
+                 das: dict[tuple[str, str, str], Any], steering: bool,
+                 selection: bool = False) -> Outcomes:
+        """Every cell × featurizer × variant (and steering) on every pair of `pairs`; on the
+        selection split only what choosing the headline needs (the probe and DAS featurizers
+        at the read positions below the input layer, source and unrelated patches)."""
         from tqdm.auto import tqdm
 
         parts: list[dict[str, Any]] = []
         first = True
+        featurizers, variants = self.probe.featurizers, VARIANTS
+        if selection:
+            cells = [c for c in cells if c[0] != self.order[0] and c[1] in HEADLINE_POSITIONS]
+            featurizers = [f for f in featurizers if f in ("probe", "das")]
+            variants = ("source", "unrelated")
         bar = tqdm(list(pairs.batches(self.adapter, self.probe.batch_size)),
                    desc=f"causal {pairs.split}", disable=not self.probe.progress, leave=False)
         for pb in bar:
@@ -368,7 +377,8 @@ class _Engine:
                 first = False
             for layer, scope in dict.fromkeys((c[0], c[2]) for c in cells):
                 group = [c for c in cells if c[0] == layer and c[2] == scope]
-                part["cells"].update(self._cells(pb, clean, group, das))
+                part["cells"].update(self._cells(pb, clean, group, das, featurizers,
+                                                 variants))
             if steering and self.probes is not None:
                 part["steer"] = self._steer(pb, clean, cells)
             parts.append(part)
@@ -391,7 +401,8 @@ class _Engine:
         return rows, mask[rows], featurizer
 
     def _cells(self, pb: PairBatch, clean: dict[str, Any], cells: list[tuple[str, str, str]],
-               das: dict[tuple[str, str, str], Any]) -> dict[tuple, dict[str, np.ndarray]]:
+               das: dict[tuple[str, str, str], Any], featurizers: Sequence[str],
+               variants: Sequence[str]) -> dict[tuple, dict[str, np.ndarray]]:
         """Run every featurizer × variant of `cells` (one layer and scope) on one batch."""
         layer, _, scope = cells[0]
         edit_layers = self.edit_layers(layer, scope)
@@ -399,10 +410,12 @@ class _Engine:
         variables = [tuple(state_variables(p, b, s)) for p, b, s in
                      zip(pb.pairs, pb.bases, pb.sources)]
         for cell in cells:
-            for feat in self.probe.featurizers:
+            for feat in featurizers:
                 if feat == "das" and cell not in das:
                     continue
-                for variant in VARIANTS:
+                for variant in variants:
+                    if variant == "placebo" and feat == "random":
+                        continue  # the control needs no placebo of its own
                     got = self._runs(pb, clean, cell, feat, variant)
                     if got is None:
                         continue
@@ -427,7 +440,9 @@ class _Engine:
         preds = torch.empty(len(all_rows), dtype=torch.long)
         moved = torch.empty(len(all_rows), dtype=torch.bool)
         margins = torch.empty(len(all_rows))
-        step = self.probe.max_runs
+        # the cached path slices each run to the positions a patch can change, so it takes
+        # larger groups of runs per forward than the hook path (per-call overhead dominates)
+        step = self.probe.max_runs * (4 if self.cached is not None else 1)
         labels = clean["labels"]
         for lo in range(0, len(all_rows), step):
             sl = slice(lo, lo + step)
