@@ -217,7 +217,8 @@ function cell(c, m, s, i) {
     const td = el("td", { class: "text model" });
     td.append(breakable(m.id));
     const sub = el("span", { class: "sub" });
-    sub.append(dot(m.family_label), `${m.family_label} · ${fmtParams(m.n_params)}`);
+    sub.append(dot(m.family_label), m.family_label,
+      el("span", { class: "params" }, ` · ${fmtParams(m.n_params)}`));
     td.append(sub);
     td.title = `${m.id}@${m.revision}`;
     return td;

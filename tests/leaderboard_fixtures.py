@@ -294,15 +294,24 @@ class Browser:
             raise RuntimeError(f"page script failed: {out['exceptionDetails']}")
         return out["result"].get("value")
 
-    def screenshot(self, png: Path) -> Path:
-        """The whole page (beyond the viewport) as a PNG."""
+    def screenshot(self, png: Path, selector: str | None = None, margin: int = 8) -> Path:
+        """The whole page (beyond the viewport), or the element `selector` names with `margin`
+        pixels around it, as a PNG."""
         import base64
 
-        width, height = self.evaluate(
-            "[document.documentElement.clientWidth, document.documentElement.scrollHeight]")
+        if selector is None:
+            x, y, width, height = self.evaluate(
+                "[0, 0, document.documentElement.clientWidth, "
+                "document.documentElement.scrollHeight]")
+        else:
+            x, y, width, height = self.evaluate(
+                f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                ".getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, r.width, "
+                "r.height]; })()")
+            x, y, width, height = x - margin, y - margin, width + 2 * margin, height + 2 * margin
         data = self.send("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}})["data"]
+            "clip": {"x": x, "y": y, "width": width, "height": height, "scale": 1}})["data"]
         png.parent.mkdir(parents=True, exist_ok=True)
         png.write_bytes(base64.b64decode(data))
         return png
