@@ -311,3 +311,25 @@ def test_untested_helper_gives_the_untested_verdict():
     r = untested(make())
     assert r["scores"]["verdict"] == "untested" and r["scores"]["world_model_score"] is None
     assert copy.deepcopy(r)["per_cell"] and not any(c["reachable"] for c in r["per_cell"])
+
+
+@needs_chromium
+def test_a_prediction_column_appears_only_once_a_result_has_the_axis(tmp_path):
+    plain, predicted = make(model="org/a"), make(model="org/b")
+    predicted["scores"]["prediction"] = {"voe": 0.41, "ci95": [0.3, 0.5], "auroc": 0.7,
+                                         "legal_top1": 0.9, "random_init": 0.1}
+    assert leaderboard.table([plain, predicted])[f"{TASK}/prediction"].to_list() == [None, 0.41]
+    heads = "[...document.querySelectorAll('#head th')].map((th) => th.dataset.key)"
+    cells = ("[...document.querySelectorAll('#rows tr')].map((tr) => [tr.dataset.model, "
+             "tr.children[[...document.querySelectorAll('#head th')].findIndex("
+             "(th) => th.dataset.key === 'prediction')]?.textContent])")
+    pages = {}
+    for name, rs in (("without", [plain]), ("with", [plain, predicted])):
+        pages[name] = tmp_path / f"{name}.html"
+        pages[name].write_text(leaderboard.render(leaderboard.page_data(rs)))
+    with Browser(tmp_path) as b:
+        without = b.open(pages["without"], 1280, 800).evaluate(heads)
+        b.open(pages["with"], 1280, 800)
+        with_heads, with_cells = b.evaluate(heads), dict(b.evaluate(cells))
+    assert "prediction" not in without and "prediction" in with_heads
+    assert with_cells == {key(predicted): "0.41", key(plain): "—"}
