@@ -273,6 +273,7 @@ function renderTable(models) {
   if (!DATA.tasks.length) {
     document.getElementById("empty").textContent = "No probekit.result/2 results yet; the "
       + "superseded results below are not ranked.";
+    document.querySelector(".figures").hidden = true;
   }
 }
 

@@ -207,6 +207,18 @@ def test_a_store_of_superseded_results_only_builds_a_page_that_ranks_nothing(tmp
     assert df["rank"].to_list() == [None] and df["schema"].to_list() == ["probekit.result/1"]
     data = leaderboard.page_data([superseded()])
     assert data["tasks"] == [] and data["models"] == [] and len(data["superseded"]) == 1
+    if CHROMIUM.exists():
+        with Browser(tmp_path) as b:
+            shown = b.open(tmp_path / "site" / "index.html", 1280, 800).evaluate(
+                "({errors: window.__errors, rows: document.querySelectorAll('#rows tr').length,"
+                " empty: document.getElementById('empty').textContent,"
+                " figures: getComputedStyle(document.querySelector('.figures')).display,"
+                " open: document.getElementById('superseded').open,"
+                " old: [...document.querySelectorAll('#superseded-rows tr')]"
+                ".map((tr) => tr.dataset.model)})")
+        assert shown == {"errors": [], "rows": 0, "figures": "none", "open": True, "old": [V1],
+                         "empty": "No probekit.result/2 results yet; the superseded results "
+                                  "below are not ranked."}
 
 
 def test_an_empty_store_is_a_user_error(tmp_path):
