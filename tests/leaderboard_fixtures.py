@@ -10,9 +10,13 @@ each one it reads; tests/test_leaderboard_layout.py checks a few of each kind).
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import os
 import random
+import select
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -174,12 +178,10 @@ class Browser:
     it, `screenshot` captures the whole page. Use as a context manager."""
 
     def __init__(self, tmp: Path):
-        import os
-        import subprocess
-
         chrome_in, self._to_chrome = os.pipe()
         self._from_chrome, chrome_out = os.pipe()
         self.log = tmp / "chromium.log"
+        self._log = self.log.open("ab")
 
         def fds() -> None:  # the child reads commands on fd 3 and writes replies on fd 4
             a, b = os.dup(chrome_in), os.dup(chrome_out)
@@ -190,7 +192,7 @@ class Browser:
             [str(CHROMIUM), *FLAGS, f"--user-data-dir={tmp / 'chromium'}",
              "--remote-debugging-pipe", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=self.log.open("ab"), preexec_fn=fds, close_fds=False)
+            stderr=self._log, preexec_fn=fds, close_fds=False)
         os.close(chrome_in)
         os.close(chrome_out)
         self._buffer = b""
@@ -202,12 +204,10 @@ class Browser:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        import os
-
         try:
             self.send("Browser.close")
-        except Exception:
-            pass
+        except (RuntimeError, OSError, TimeoutError):
+            pass  # it closes the pipe as it goes
         for fd in (self._to_chrome, self._from_chrome):
             try:
                 os.close(fd)
@@ -215,15 +215,12 @@ class Browser:
                 pass
         try:
             self.proc.wait(timeout=20)
-        except Exception:
+        except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._log.close()
 
     def _read(self, deadline: float) -> dict[str, Any]:
-        import os
-        import select
-        import time
-
         while b"\0" not in self._buffer:
             left = deadline - time.monotonic()
             ready, _, _ = select.select([self._from_chrome], [], [], max(0.0, left))
@@ -238,9 +235,6 @@ class Browser:
 
     def send(self, method: str, params: dict[str, Any] | None = None,
              session: bool = True) -> dict[str, Any]:
-        import os
-        import time
-
         self._id += 1
         message = {"id": self._id, "method": method, "params": params or {}}
         if session and self.session:
@@ -258,8 +252,6 @@ class Browser:
             self.events.append(reply)
 
     def wait_for(self, event: str) -> dict[str, Any]:
-        import time
-
         deadline = time.monotonic() + TIMEOUT_S
         while True:
             for i, e in enumerate(self.events):
@@ -297,8 +289,6 @@ class Browser:
     def screenshot(self, png: Path, selector: str | None = None, margin: int = 8) -> Path:
         """The whole page (beyond the viewport), or the element `selector` names with `margin`
         pixels around it, as a PNG."""
-        import base64
-
         if selector is None:
             x, y, width, height = self.evaluate(
                 "[0, 0, document.documentElement.clientWidth, "
