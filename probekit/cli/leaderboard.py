@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "build", help="write leaderboard.parquet and a self-contained index.html",
         description="Read every result in the store (results/<org>__<model>/<revision>/"
                     "<task>.json) into one row per model; write leaderboard.parquet and an "
-                    "index.html that works offline (a static Hub Space serves it as is).")
+                    "index.html that works offline (a static Hub Space serves it as is). Only "
+                    "probekit.result/2 results are ranked; superseded probekit.result/1 results "
+                    "are listed apart, unranked. Both files are written, or neither.")
     b.add_argument("--store", type=Path, default=None, metavar="DIR",
                    help="store folder (default: $PROBEKIT_STORE, else the probekit cache)")
     b.add_argument("--out", type=Path, default=Path("site"), metavar="DIR",
