@@ -1,4 +1,5 @@
-"""End to end: a tiny random GPT-2 built here, evaluated through the API and the CLI."""
+"""End to end: a tiny random GPT-2 built here, evaluated through the API and the CLI on every
+axis (result/2)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 
 import probekit
 from probekit.cli import main
-from probekit.results import SCHEMA, run_id
+from probekit import record, schema
+from probekit.record import SCHEMA, run_id
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +30,28 @@ def test_result_record(report, tiny_task_dir):
     assert d["layer"] in ("embed", "block.0", "block.1")
     assert d["ci95"][0] <= d["value"] <= d["ci95"][1]
     assert d["selectivity"] == pytest.approx(d["value"] - d["control"])
-    assert d["random_init"] is not None
-    rows = [x for x in r["per_layer"] if x["layer"] == d["layer"]]
-    assert len(rows) == 3  # one per object
-    norm = [(x["test"] - x["chance"]) / (1 - x["chance"]) for x in rows]
+    assert d["random_init"] is not None and d["mdl"]["compression"] > 0
+    late = [x for x in r["per_layer"] if x["layer"] == d["layer"] and x["depth"] == "q4"]
+    assert len(late) == 3  # one per object
+    norm = [(x["test"] - x["chance"]) / (1 - x["chance"]) for x in late]
     assert d["value"] == pytest.approx(sum(norm) / len(norm))
+    assert d["pooled"] == pytest.approx(record.layer_mean(r["per_layer"], d["layer"], "test",
+                                                          "all"))
+    # causal probes ran on the pairs: a random model is neither; its ceiling still holds
+    assert r["per_cell"] and r["causal"]["ceiling"]["max_abs_diff"] < 1e-3
+    assert r["scores"]["verdict"] in ("neither", "untested", "decodable-not-causal")
+    schema.validate(r)
 
 
 def test_table_and_save(report, tmp_path):
     assert isinstance(report.table, pl.DataFrame)
     assert set(report.table.columns) >= {"model", "task", "layer", "target", "test", "control"}
-    assert report.table.height == 3 * 3
+    assert report.table.height == 3 * 3 * 6  # layers × targets × depths
+    assert report.cells.height == len(report.results[0]["per_cell"])
     (path,) = report.save(tmp_path)
     assert path.relative_to(tmp_path).parts[0] == "local__tiny-gpt2"
-    assert path.name == "boxes-tiny.json" and path.with_suffix(".layers.png").stat().st_size
+    assert path.name == "boxes-tiny.json" and path.with_suffix(".depth.png").stat().st_size
+    assert path.with_suffix(".causal.png").stat().st_size
     assert json.loads(path.read_text()) == report.results[0]
     assert "decodability" in str(report)
 

@@ -272,7 +272,8 @@ def fast_eval(tiny_gpt2, tmp_path_factory):
         lambda cls, name, **kw: load(cls, name, **{k: v for k, v in sorted(kw.items())})))
     mp.setattr(probekit.evaluation, "evaluate_task",
                lambda adapter, twin, task, layers, **kw: make(gain=None))
-    mp.setattr("probekit.report.plot_layers", lambda result, path: path)
+    mp.setattr("probekit.decodability.plot_depth", lambda result, path: path)
+    mp.setattr("probekit.causal.heatmap.plot_causal", lambda result, path: path)
     yield write_task(tmp_path_factory.mktemp("tasks")), tmp_path_factory.mktemp("out")
     mp.undo()
 
