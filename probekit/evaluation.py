@@ -41,8 +41,9 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
     `batch_size` "auto" fills the free GPU memory; `autocast` ("bf16", "fp16") runs extraction
     under torch.autocast. Under torch.distributed every rank extracts its share of the shards
     and only rank 0 goes on to fit probes (the others return an empty Report). `limit` keeps
-    the first `limit` episodes of each split, for a quick look (the results carry the limited
-    task's own fingerprint, so they are never taken, or filed, for the full task's).
+    the first `limit` episodes of each split, for a quick look: each task runs as
+    `<task>-limit<N>` with a fingerprint of its own (`Task.limited`), so its results are never
+    taken, or filed, for the full task's.
     `progress=False` silences every progress bar and line (`probekit.progress`).
     """
     from probekit.causal import CausalProbe

@@ -256,7 +256,7 @@ def check_model(plan: EvalPlan, adapter: Any) -> list[str]:
     ident = adapter.identity
     model_dirname(ident.id, ModelError)
     if plan.out is not None:
-        _check_result_folder(plan.out, ident.id, ident.revision, plan.task_names)
+        _check_result_folder(plan.out, ident.id, ident.revision, [t.name for t in plan.tasks])
     check_tokenizer(adapter, plan.tasks)
     return layers
 
