@@ -14,7 +14,9 @@ first, so probekit cannot set the wait policy), and with one thread; each alone 
 process spinning on one core.
 
     python benchmarks/probes.py            # the full grid (the scikit-learn loops take minutes)
-    python benchmarks/probes.py --quick    # a smaller grid, under a minute
+    python benchmarks/probes.py --quick    # a smaller grid: about a minute on 2 idle cores
+                                           # (longer when the machine is busy: part 2 starts
+                                           # six fresh processes, some of them spinning)
 """
 
 from __future__ import annotations
@@ -200,29 +202,45 @@ def background_load(args: argparse.Namespace) -> None:
     clean = {k: v for k, v in os.environ.items()
              if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
                           "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    print(f"\nbackground load: {shape} (one penalty), fresh process per run, best of "
-          f"{args.repeat}; {os.cpu_count()} CPUs")
+    rounds, limit = (1, 60.0) if args.quick else (3, 180.0)
+    print(f"\nbackground load: {shape} (one penalty); each run a fresh process timing the best of "
+          f"{args.repeat} fits; median of {rounds} rounds, the settings interleaved; "
+          f"{os.cpu_count()} CPUs")
     print(f"{'thread settings':36s} {'alone':>8s} {'+1 spinning':>12s} {'slowdown':>9s}")
     with tempfile.TemporaryDirectory() as folder:
         data = os.path.join(folder, "probes.npz")
         np.savez(data, X=X, Y=Y)
-        rows = {}
+        runs: dict[tuple[str, bool], list[float]] = {}
+        threads = {}
         for loaded in (False, True):
             spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) \
                 if loaded else None
             try:
-                for name, (preamble, env) in SETTINGS.items():
-                    code = CHILD.format(preamble=preamble, repeat=args.repeat)
-                    done = subprocess.run([sys.executable, "-c", code, data], text=True,
-                                          capture_output=True, env={**clean, **env}, check=True)
-                    rows.setdefault(name, []).append(json.loads(done.stdout.splitlines()[-1]))
+                for _ in range(rounds):
+                    for name, (preamble, env) in SETTINGS.items():
+                        code = CHILD.format(preamble=preamble, repeat=args.repeat)
+                        try:
+                            done = subprocess.run([sys.executable, "-c", code, data], text=True,
+                                                  capture_output=True, env={**clean, **env},
+                                                  check=True, timeout=limit)
+                            seconds, threads[name] = json.loads(done.stdout.splitlines()[-1])
+                        except subprocess.TimeoutExpired:  # shown as "> limit"
+                            seconds = float("inf")
+                        runs.setdefault((name, loaded), []).append(seconds)
             finally:
                 if spinner is not None:
                     spinner.kill()
                     spinner.wait()
-        for name, ((alone, threads), (busy, _)) in rows.items():
-            print(f"{name:36s} {alone:7.2f}s {busy:11.2f}s {busy / alone:8.1f}x  "
-                  f"({threads} threads)")
+        def shown(seconds: float, width: int) -> str:
+            over = f">{limit:.0f}s"
+            return f"{seconds:{width - 1}.2f}s" if seconds < limit else f"{over:>{width}s}"
+
+        for name in SETTINGS:
+            alone, busy = (float(np.median(runs[name, loaded])) for loaded in (False, True))
+            ratio = f"{busy / alone:8.1f}x" if max(alone, busy) < limit else f"{'—':>9s}"
+            print(f"{name:36s} {shown(alone, 8)} {shown(busy, 12)} {ratio}  "
+                  f"({threads.get(name, '?')} threads)")
+        print(f"(a run over {limit:.0f} s is stopped and shown as >{limit:.0f}s)")
 
 
 def main() -> None:
@@ -232,8 +250,9 @@ def main() -> None:
                         help="the one penalty (scikit-learn's C = 1/penalty)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=2, help="time each batched fit this often")
+    parser.add_argument("--repeat", type=int, default=3, help="time each batched fit this often")
     parser.add_argument("--no-load", action="store_true", help="skip the background-load part")
+    parser.add_argument("--no-grid", action="store_true", help="skip the grid of shapes")
     args = parser.parse_args()
     if args.quick:
         shapes = [Shape(4, 4, 32, 2000), Shape(4, 4, 32, 2000, path=True),
@@ -247,7 +266,8 @@ def main() -> None:
         shapes += [Shape(**base, classes=2), Shape(**base, classes=5, path=True),
                    Shape(1, 1, 64, 4000), Shape(5, 8, 64, 32000, 5),
                    Shape(5, 104, 128, 8000, 3), Shape(12, 16, 768, 4000)]
-    grid(shapes, args)
+    if not args.no_grid:
+        grid(shapes, args)
     if not args.no_load:
         background_load(args)
 

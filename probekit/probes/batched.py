@@ -393,8 +393,8 @@ def _check_two_classes(onehot: torch.Tensor) -> None:
 
 def _standardiser(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-layer feature mean and scale [layers, 1, dim]; near-constant features keep scale 1."""
-    mean = X.mean(1, keepdim=True)
-    std = X.std(1, correction=0, keepdim=True)
+    var, mean = torch.var_mean(X, 1, correction=0, keepdim=True)
+    std = var.sqrt_()
     constant = std <= 1e-6 * mean.abs().clamp_min(1.0)
     return mean, torch.where(constant, torch.ones_like(std), std)
 
@@ -542,12 +542,17 @@ class _Problem:
             self._squares = (self.XT[:, :-1].mT @ self.V).square_()
         return self._squares
 
-    def logits(self, P: torch.Tensor, pad: bool = True) -> torch.Tensor:
-        """[layers, classes, targets, examples] logits of P; absent classes get -inf unless
-        pad=False (the logits of a step direction, to be added to padded ones)."""
+    def logits(self, P: torch.Tensor, pad: bool = True, add_to: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """[layers, classes, targets, examples] logits of P, plus `add_to` if given; absent
+        classes get -inf unless pad=False (the logits of a step direction, to be added to
+        padded ones)."""
         L, D1, K, T = P.shape
         if pad:
             P = torch.cat([P[:, :-1], (P[:, -1] + self.pad)[:, None]], 1)
+        if add_to is not None:
+            z = torch.baddbmm(add_to.view(L, K * T, -1), P.reshape(L, D1, K * T).mT, self.XT)
+            return z.view(L, K, T, -1)
         return (P.reshape(L, D1, K * T).mT @ self.XT).view(L, K, T, -1)
 
     def gradient(self, residual: torch.Tensor) -> torch.Tensor:
@@ -730,11 +735,15 @@ def _lbfgs(f: _LogLoss, P: torch.Tensor, max_iter: int, tol: float, state: dict 
         steps += active
         d, slope = d * _expand(active), slope * active
         dP = f.params(d)
-        dz = f.p.logits(dP, pad=False)
         t = torch.ones_like(slope)
         if not history:  # no curvature yet: find the step length by a few secant steps
+            dz = f.p.logits(dP, pad=False)
             t = _secant(f, z, dz, P, dP, slope, t)
-        t, z, new_value, new_residual = _armijo(f, z, dz, P, dP, value, residual, slope, t)
+            z_new = _moved(z, dz, t)
+        else:  # a unit step, its logits added to z inside the matrix product
+            dz, z_new = None, f.p.logits(dP, pad=False, add_to=z)
+        t, z, new_value, new_residual = _armijo(f, z, dz, z_new, P, dP, value, residual, slope,
+                                                t)
         P_new = P + _expand(t) * dP
         gP = f.gradient(new_residual, P_new)
         g_new = f.whiten(gP)
@@ -828,21 +837,24 @@ def _secant(f: _LogLoss, z: torch.Tensor, dz: torch.Tensor, P: torch.Tensor, dP:
     return t
 
 
-def _armijo(f: _LogLoss, z: torch.Tensor, dz: torch.Tensor, P: torch.Tensor, dP: torch.Tensor,
-            value: torch.Tensor, residual: torch.Tensor, slope: torch.Tensor, t: torch.Tensor,
-            tries: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _armijo(f: _LogLoss, z: torch.Tensor, dz: torch.Tensor | None, z_new: torch.Tensor,
+            P: torch.Tensor, dP: torch.Tensor, value: torch.Tensor, residual: torch.Tensor,
+            slope: torch.Tensor, t: torch.Tensor, tries: int = 10
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Halve each probe's step until it decreases its objective enough (Armijo's rule); a probe
-    still without a decrease after `tries` halvings gets step 0. After the first try only the
-    probes still looking for a step are evaluated. Returns the step, the new logits, objective
-    and residual (z, value and residual are those at step 0)."""
-    z_new = _moved(z, dz, t)
+    still without a decrease after `tries` halvings gets step 0. z_new: the logits at step t
+    (dz: those of the direction, or None when t is 1 and dz = z_new − z). After the first try
+    only the probes still looking for a step are evaluated. Returns the step, the new logits,
+    objective and residual (z, value and residual are those at step 0)."""
     new_value, new_residual = f.loss(z_new, P + _expand(t) * dP)
     ok = new_value <= value + 1e-4 * t * slope
     if ok.all():
         return t, z_new, new_value, new_residual
     layer, target = (~ok).nonzero(as_tuple=True)
-    zs, dzs = z[layer, :, target], dz[layer, :, target]  # [probes, classes, examples]
+    zs = z[layer, :, target]  # [probes, classes, examples]
     Ps, dPs = P[layer, :, :, target], dP[layer, :, :, target]
+    # (not z_new − z: near convergence that difference has lost the step's digits)
+    dzs = torch.bmm(dPs.mT, f.p.XT[layer]) if dz is None else dz[layer, :, target]
     ts, bound = t[layer, target], value[layer, target]
     slopes = slope[layer, target]
     for _ in range(tries):
