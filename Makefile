@@ -1,23 +1,30 @@
 # Two commands: `make quickstart` (set up + evaluate the shipped checkpoint) and `make test`.
+# Then `source .venv/bin/activate` puts `probekit` on the PATH for the README's tour (or call
+# .venv/bin/probekit).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+# Extra `probekit eval` options for `make quickstart`, e.g. EVAL_ARGS="--limit 200 --quiet".
+EVAL_ARGS ?=
 
 .PHONY: setup quickstart test benchmarks clean
 
 setup: $(STAMP)
 
 # CPU torch first (a bare `torch` requirement would pull a multi-GB CUDA build), then the rest
-# under the same constraints.
-$(STAMP): pyproject.toml constraints.txt
+# under the same constraints. The editable install is a path entry (editable_mode=compat), not
+# an import hook: a script run beside the clone, whose folder is also named `probekit`, then
+# still imports the package instead of that folder.
+$(STAMP): pyproject.toml constraints.txt Makefile
 	python3 -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt torch
-	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	$(PIP) install -q -c constraints.txt -e ".[dev]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 quickstart: setup
-	$(VENV)/bin/probekit eval boxes-gpt2-tiny --tasks boxes --out results/
+	$(VENV)/bin/probekit eval boxes-gpt2-tiny --tasks boxes --out results/ $(EVAL_ARGS)
+	@echo "next: source $(VENV)/bin/activate   # puts probekit on the PATH; then probekit --help"
 
 # One OpenMP thread per process: on a shared 2-core machine torch's spinning threads otherwise
 # slow small probes down many times over.

@@ -425,18 +425,28 @@ def check_export_folder(out: str | os.PathLike) -> Path:
 
 
 def _write_export(task: Task, folder: Path, repo: str | None) -> None:
-    for split in task.splits:
-        target = folder / shard_path("episodes", split)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        task.dataset(split).to_parquet(str(target))
-        if task.spec.counterfactual is not None:
-            target = folder / shard_path("pairs", split)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            task.pairs(split).to_parquet(str(target))
-        if task.spec.violations is not None:
-            target = folder / shard_path("violations", split)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            task.violations(split).to_parquet(str(target))
+    import datasets
+
+    from probekit.progress import phase
+
+    tables = [("episodes", task.dataset)]
+    tables += [("pairs", task.pairs)] if task.spec.counterfactual is not None else []
+    tables += [("violations", task.violations)] if task.spec.violations is not None else []
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # one bar for the whole export, not one per file
+    try:
+        with phase("export", task.name, total=len(task.splits) * len(tables),
+                   unit="files") as bar:
+            for split in task.splits:
+                for config, table in tables:
+                    target = folder / shard_path(config, split)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    table(split).to_parquet(str(target))
+                    bar.update()
+            bar.summary = f"{bar.total} Parquet files ({', '.join(c for c, _ in tables)})"
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
     (folder / "README.md").write_text(card(task, repo), encoding="utf-8")
 
 

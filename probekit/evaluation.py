@@ -18,17 +18,19 @@ from probekit import distributed, preflight, record
 from probekit.adapters import Adapter, load_model
 from probekit.errors import UserError
 from probekit.extraction import extract, precision
+from probekit.progress import honours_progress
 from probekit.report import Report
 from probekit.tasks import Task
 
 
+@honours_progress
 def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
              layers: Sequence[str] | None = None, device: str = "auto",
              batch_size: int | str = 32, autocast: str | None = None, seed: int = 0,
              include: Iterable[str | Path] = (), random_init: bool = True,
              trust_remote_code: bool = False, truncate: bool = False,
              revision: str | None = None, decodability: Any = None,
-             causal: Any = True, progress: bool = True) -> Report:
+             causal: Any = True, progress: bool = True, limit: int | None = None) -> Report:
     """Probe `model` on each task on every axis: decodability (probes by depth, control task,
     random-init twin, MDL) and, on tasks with counterfactual pairs, causality (featurized
     interchange interventions).
@@ -38,7 +40,11 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
     `causal` a `probekit.causal.CausalProbe`, True (default settings) or False (skip).
     `batch_size` "auto" fills the free GPU memory; `autocast` ("bf16", "fp16") runs extraction
     under torch.autocast. Under torch.distributed every rank extracts its share of the shards
-    and only rank 0 goes on to fit probes (the others return an empty Report).
+    and only rank 0 goes on to fit probes (the others return an empty Report). `limit` keeps
+    the first `limit` episodes of each split, for a quick look: each task runs as
+    `<task>-limit<N>` with a fingerprint of its own (`Task.limited`), so its results are never
+    taken, or filed, for the full task's.
+    `progress=False` silences every progress bar and line (`probekit.progress`).
     """
     from probekit.causal import CausalProbe
     from probekit.decodability import DecodabilityProbe
@@ -58,7 +64,8 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
     if causal is not False:
         causal.validate()
     plan = preflight.check_eval(model, tasks, layers=layers, include=include,
-                                batch_size=batch_size, seed=seed)  # before any work
+                                batch_size=batch_size, seed=seed, limit=limit,
+                                revision=revision)  # before any work
     loaded = plan.tasks
     adapter = load_model(model, device=device, trust_remote_code=trust_remote_code,
                          truncate=truncate, revision=revision)

@@ -136,13 +136,24 @@ def extract(adapter: Adapter, task: Task, split: str, layers: list[str] | None =
         if mine:
             _extract_shards(adapter, dataset, root, todo, [(i, names[i]) for i in mine],
                             batch_size, autocast, progress and rank == 0,
-                            f"extract {task.name}/{split}")
+                            f"{_short(adapter)} {task.name}/{split}")
         distributed.barrier()
         if rank == 0:
             for layer in todo:
                 _write_manifest(root / layer, names, n, n_steps, adapter, task, autocast)
         distributed.barrier()
+    else:
+        from probekit.progress import note
+
+        note("extract", f"{_short(adapter)} {task.name}/{split}",
+             f"cached ({n:,} ep × {len(layers)} layers)",
+             show=progress and distributed.rank() == 0)
     return Latents(root, tuple(layers), n, n_steps)
+
+
+def _short(adapter: Adapter) -> str:
+    """The model's name in progress lines (its id without the org)."""
+    return adapter.identity.id.rsplit("/", 1)[-1]
 
 
 def auto_batch_size(adapter: Adapter, episodes: list[dict[str, Any]],
@@ -168,15 +179,15 @@ def _extract_shards(adapter: Adapter, dataset: Any, root: Path, layers: list[str
                     shards: list[tuple[int, str]], batch_size: int | str, autocast: str | None,
                     progress: bool, desc: str) -> None:
     """Run the model over `shards` (index, file name), writing each as soon as it is done."""
-    from tqdm.auto import tqdm
+    from probekit.progress import count, phase
 
     n = len(dataset)
     if batch_size == "auto":
         batch_size = auto_batch_size(adapter, list(dataset.select(range(min(8, n)))), autocast)
-    bar = tqdm(total=sum(min(SHARD_SIZE, n - i * SHARD_SIZE) for i, _ in shards), desc=desc,
-               unit="ep", disable=not progress, leave=False)
+    total = sum(min(SHARD_SIZE, n - i * SHARD_SIZE) for i, _ in shards)
+    bar = phase("extract", desc, total=total, unit="ep", show=progress)
+    bar.summary = f"{count(total, 'ep')} × {len(layers)} layers"
     cuda = adapter.device.type == "cuda"
-    # a failure clears the bar
     with bar, _Hooks(adapter, layers) as hooks, torch.no_grad(), \
             _autocast(adapter.device, autocast):
         hooks.learn(adapter.batch(list(dataset.select([shards[0][0] * SHARD_SIZE]))).to(

@@ -177,10 +177,12 @@ def _is_network_error(e: BaseException) -> bool:
 
 def check_eval(model: Any, tasks: str | Sequence[str], *, layers: str | Sequence[str] | None = None,
                include: Iterable[str | os.PathLike] = (), out: str | os.PathLike | None = None,
-               batch_size: int | str = 32, seed: int = 0, hub: bool = True) -> EvalPlan:
+               batch_size: int | str = 32, seed: int = 0, hub: bool = True,
+               limit: int | None = None, revision: str | None = None) -> EvalPlan:
     """Everything `evaluate` and `eval --out` need that is known before the model is loaded:
-    options, task names and specs (size bounds included), the model's name as a results
-    folder, the Hub (for a Hub id) and the output folder. Raises the one error to print."""
+    options, task names and specs (size bounds included; limited to `limit` episodes per split
+    when given, see `Task.limited`), the model's name as a results folder, the Hub (for a Hub
+    id, at `revision`) and the output folder. Raises the one error to print."""
     from probekit.io import check_output_dir
     from probekit.tasks import load_task
 
@@ -193,12 +195,24 @@ def check_eval(model: Any, tasks: str | Sequence[str], *, layers: str | Sequence
         raise UserError(f"--batch-size must be at least 1, got {batch_size!r} (or pass auto)")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
         raise UserError(f"seed must be in [0, 2**32), got {seed}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or limit < 1):
+        raise UserError(f"--limit must be a whole number of episodes per split, at least 1; "
+                        f"got {limit!r}")
     if isinstance(model, (str, os.PathLike)) and not str(model).strip():
         raise UserError("no model given; pass a checkpoint folder, a shipped checkpoint name or "
                         "a Hub id (org/name)")
+    if revision is not None:
+        if not isinstance(revision, str) or not revision.strip() or revision != revision.strip():
+            raise UserError(f"--revision must be a branch, tag or commit of the Hub repo, got "
+                            f"{revision!r}")
+        if not is_hub_id(model):
+            raise UserError(f"--revision {revision} applies to Hub ids only; {str(model)!r} is "
+                            "a local folder, a shipped checkpoint or an adapter, which has one "
+                            "version")
     include = list(include)
     check_model_files(model)
-    loaded = [load_task(name, include) for name in task_names]
+    loaded = [load_task(name, include).limited(limit) for name in task_names]
     for task in loaded:
         task.check_size()
     check_model_name(model)
@@ -208,7 +222,7 @@ def check_eval(model: Any, tasks: str | Sequence[str], *, layers: str | Sequence
         if ident is not None:
             _check_result_folder(out, ident)
     if hub and is_hub_id(model):
-        check_hub(str(model))
+        check_hub(str(model), revision)
     return EvalPlan(model, task_names, loaded, layer_names, include,
                     None if out is None else Path(out))
 
@@ -242,7 +256,7 @@ def check_model(plan: EvalPlan, adapter: Any) -> list[str]:
     ident = adapter.identity
     model_dirname(ident.id, ModelError)
     if plan.out is not None:
-        _check_result_folder(plan.out, ident.id, ident.revision, plan.task_names)
+        _check_result_folder(plan.out, ident.id, ident.revision, [t.name for t in plan.tasks])
     check_tokenizer(adapter, plan.tasks)
     return layers
 

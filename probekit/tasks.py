@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,10 @@ MAX_SPEC_DEPTH = 16  # nesting of YAML lists and mappings (a spec nests 4 deep)
 MAX_SPLIT_SIZE = 1_000_000  # episodes in one split
 MAX_SPLIT_VALUES = 200_000_000  # numbers in one generated split (episodes x values each)
 MAX_EPISODE_STEPS = 4096  # steps of one episode
+
+
+LIMIT_SUFFIX = "-limit"  # a task limited to N episodes per split is named <task>-limit<N>
+LIMITED_NAME = re.compile(r"(?P<task>.+)-limit(?P<n>[1-9][0-9]*)")
 
 
 def cache_root() -> Path:
@@ -239,13 +243,45 @@ class Task:
         self.fingerprint = stable_hash({"spec": spec.canonical(), "world": world_cls.name,
                                         "world_version": world_cls.version})
         self._sized: set[str] = set()
+        self.limit: int | None = None  # see `limited`
+        self._seed = self.fingerprint  # what example generators are drawn from
+
+    def limited(self, limit: int | None) -> "Task":
+        """The first `limit` episodes of each split (`probekit eval --limit`), as a task of its
+        own: named `<name>-limit<N>` (so its results are filed beside the full task's, never
+        over them, and say what they are), with a fingerprint of its own
+        (`limited_fingerprint`: its data, latents and results are cached apart, and `submit`
+        never takes it for the registered task), holding the very episodes that open the full
+        task's splits. None, or a limit no split exceeds, is the task itself."""
+        if limit is None:
+            return self
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise UserError(f"--limit must be a whole number of episodes per split, at least 1; "
+                            f"got {limit!r}")
+        if self.limit is not None:
+            raise UserError(f"task {self.name} is already limited to {self.limit} episodes per "
+                            "split")
+        if all(s.size <= limit for s in self.spec.splits.values()):
+            return self
+        name = f"{self.name}{LIMIT_SUFFIX}{limit}"
+        check_task_name(name, f"task {self.name} with --limit {limit}:")
+        view = Task.__new__(Task)
+        view.__dict__.update(self.__dict__)
+        view.spec = replace(self.spec, name=name, splits={
+            k: replace(s, size=min(s.size, limit)) for k, s in self.spec.splits.items()})
+        view.fingerprint = limited_fingerprint(self.fingerprint, limit)
+        view.limit = limit
+        view._sized = set()
+        return view
 
     name = property(lambda self: self.spec.name)
     version = property(lambda self: self.spec.version)
     splits = property(lambda self: list(self.spec.splits))
 
     def __repr__(self) -> str:
-        return f"Task({self.name!r}, version={self.version}, fingerprint={self.fingerprint!r})"
+        limit = f", limit={self.limit}" if self.limit is not None else ""
+        return (f"Task({self.name!r}, version={self.version}, fingerprint={self.fingerprint!r}"
+                f"{limit})")
 
     def _check_split(self, split: str) -> None:
         if split not in self.spec.splits:
@@ -255,14 +291,14 @@ class Task:
     def example_rng(self, split: str, index: int) -> np.random.Generator:
         """The generator of one example: from (fingerprint, split, seed, index), never `hash()`."""
         s = self.spec.splits[split]
-        entropy = [int(self.fingerprint, 16), zlib.crc32(split.encode()), s.seed, index]
+        entropy = [int(self._seed, 16), zlib.crc32(split.encode()), s.seed, index]
         return np.random.default_rng(np.random.SeedSequence(entropy))
 
     def _stream(self, split: str, index: int, stream: int) -> np.random.Generator:
         """A generator for one product of an example (1: the placebo, 2: the violation pair),
         independent of the episode's, so declaring one product never changes another."""
         s = self.spec.splits[split]
-        entropy = [int(self.fingerprint, 16), zlib.crc32(split.encode()), s.seed, index]
+        entropy = [int(self._seed, 16), zlib.crc32(split.encode()), s.seed, index]
         return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(stream,)))
 
     def generate(self, split: str, index: int, *, violation: bool = False):
@@ -356,19 +392,23 @@ class Task:
 
     def _build(self, split: str, folder: Path) -> None:
         import datasets
-        from tqdm.auto import tqdm
+
+        from probekit.progress import phase
 
         datasets.disable_progress_bars()  # our own bar below says what is being generated
         size = self.spec.splits[split].size
         rows, pair_rows, violation_rows = [], [], []
-        for i in tqdm(range(size), desc=f"{self.name}/{split}", disable=size < 2000,
-                      leave=False):
-            episode, pair, vio = self.generate(split, i, violation=True)
-            rows.append(episode.row())
-            if pair is not None:
-                pair_rows.append(pair_row(i, pair))
-            if vio is not None:
-                violation_rows.append(violation_row(i, vio))
+        with phase("data", f"{self.name}/{split}", total=size, unit="ep") as bar:
+            for i in range(size):
+                episode, pair, vio = self.generate(split, i, violation=True)
+                rows.append(episode.row())
+                if pair is not None:
+                    pair_rows.append(pair_row(i, pair))
+                if vio is not None:
+                    violation_rows.append(violation_row(i, vio))
+                bar.update()
+            bar.summary = f"{size:,} episodes generated" + (
+                f", {len(pair_rows):,} counterfactual pairs" if pair_rows else "")
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{split}.", dir=folder.parent))
         try:
@@ -390,6 +430,27 @@ class Task:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def limited_fingerprint(fingerprint: str, limit: int) -> str:
+    """The fingerprint of a task limited to `limit` episodes per split (`Task.limited`)."""
+    return stable_hash({"task": fingerprint, "limit": limit})
+
+
+def limit_of(name: str, fingerprint: str, include: Iterable[str | os.PathLike] = ()
+             ) -> int | None:
+    """The `--limit` a result was made with, from its task name (`<task>-limit<N>`) and
+    fingerprint: N when that is the fingerprint of the registered task limited to N, else None
+    (a full run, or a task that merely has such a name)."""
+    match = LIMITED_NAME.fullmatch(name or "")
+    if match is None:
+        return None
+    try:
+        task = load_task(match["task"], include)
+    except UserError:
+        return None
+    n = int(match["n"])
+    return n if limited_fingerprint(task.fingerprint, n) == fingerprint else None
 
 
 def _n_values(episode: Any) -> int:

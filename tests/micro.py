@@ -4,8 +4,12 @@ copies to break, and a check that a failed command printed exactly one error lin
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
+
+#: A progress line of `probekit.progress` (`[extract] model task/split: … in 1.2s`).
+PHASE_LINE = re.compile(r"\[(data|extract|probes|causal|das|attribution|export)\] ")
 
 
 MICRO_TASK = """\
@@ -46,11 +50,12 @@ def copy_checkpoint(src: Path, dst: Path, **config: object) -> Path:
 
 
 def error_line(err: str) -> str:
-    """The single `probekit: error:` line of stderr (progress bars cleared with '\\r' aside);
-    fails when stderr holds anything else, a traceback in particular."""
+    """The single `probekit: error:` line of stderr (progress bars cleared with '\\r' and the
+    summary lines of phases that finished before the error, `[data] …`, aside); fails when
+    stderr holds anything else, a traceback in particular."""
     assert "Traceback" not in err, err
     lines = [line.rsplit("\r", 1)[-1].strip() for line in err.split("\n")]
-    lines = [line for line in lines if line]
+    lines = [line for line in lines if line and not PHASE_LINE.match(line)]
     assert len(lines) == 1 and lines[0].startswith("probekit: error: "), err
     return lines[0]
 

@@ -34,6 +34,7 @@ from probekit.causal.pairs import POSITIONS, PairBatch, PairSet
 from probekit.causal.readouts import LegalReadout, ProbeReadout, Readout, TokenReadout
 from probekit.causal.result import CausalResult, Outcomes
 from probekit.errors import CheckError, ProbekitWarning, UnknownNameError, UserError
+from probekit.progress import phase
 from probekit.tasks import Task
 
 READOUTS = ("auto", "token", "legal", "probe")
@@ -137,6 +138,7 @@ class CausalProbe:
                                           max_episodes=self.probe_episodes,
                                           batch_size=self.batch_size, progress=self.progress)
         engine = _Engine(self, adapter, readout, probes, order, limit)
+        engine.task_name = task.name  # for progress lines
         cells = engine.cells(layers)
         das = {}
         if "das" in self.featurizers:
@@ -144,11 +146,16 @@ class CausalProbe:
 
             train = PairSet.build(adapter, task, "train", max_pairs=self.das_pairs,
                                   seed=self.seed, batch_size=self.batch_size)
-            for cell in cells:
-                if engine.headline_candidate(cell):
+            todo = [cell for cell in cells if engine.headline_candidate(cell)]
+            with phase("das", task.name, total=len(todo), unit="cells",
+                       show=self.progress) as bar:
+                bar.summary = (f"{len(todo)} cells × ranks {list(self.das_ranks)}, "
+                               f"{self.das_steps} steps")
+                for cell in todo:
                     das[cell] = train_das(engine, cell, train, pairsets[self.selection_split],
                                           ranks=self.das_ranks, steps=self.das_steps,
                                           seed=self.seed)
+                    bar.update()
         outcomes = {s: engine.evaluate(pairsets[s], cells, das, steering=s == self.split
                                        and self.steering, selection=s != self.split)
                     for s in splits}
@@ -156,10 +163,15 @@ class CausalProbe:
         if self.attribution:
             from probekit.causal.attribution import attribute
 
-            attribution = attribute(engine, pairsets[self.split], outcomes[self.split],
-                                    [c[0] for c in cells if c[2] == "layer"],
-                                    max_pairs=self.attribution_pairs,
-                                    tolerance=self.completeness)
+            layers_ig = [c[0] for c in cells if c[2] == "layer"]
+            with phase("attribution", task.name, show=self.progress) as bar:
+                attribution = attribute(engine, pairsets[self.split], outcomes[self.split],
+                                        layers_ig, max_pairs=self.attribution_pairs,
+                                        tolerance=self.completeness)
+                bar.summary = ("no pair to attribute" if attribution is None else
+                               f"{attribution.get('pairs', 0)} pairs × "
+                               f"{len(set(layers_ig))} layers, "
+                               f"{attribution.get('n_steps')} integration steps")
         return CausalResult(task=task.name, readout=readout.describe(), layers=layers,
                             input_layer=order[0], outcomes=outcomes, split=self.split,
                             selection_split=self.selection_split, cells=cells,
@@ -234,6 +246,7 @@ class _Engine:
         self.cached = CachedRunner(adapter, readout, 4 * probe.max_runs) \
             if probe.method != "hook" and CachedRunner.supports(adapter) else None
         self._checked = False
+        self.task_name = ""
 
     def patch(self, pb: PairBatch, clean: dict[str, Any], rows: torch.Tensor,
               swaps: dict[str, Swap | Add]) -> torch.Tensor:
@@ -351,8 +364,6 @@ class _Engine:
         """Every cell × featurizer × variant (and steering) on every pair of `pairs`; on the
         selection split only what choosing the headline needs (the probe and DAS featurizers
         at the read positions below the input layer, source and unrelated patches)."""
-        from tqdm.auto import tqdm
-
         parts: list[dict[str, Any]] = []
         first = True
         featurizers, variants = self.probe.featurizers, VARIANTS
@@ -360,9 +371,14 @@ class _Engine:
             cells = [c for c in cells if c[0] != self.order[0] and c[1] in HEADLINE_POSITIONS]
             featurizers = [f for f in featurizers if f in ("probe", "das")]
             variants = ("source", "unrelated")
-        bar = tqdm(list(pairs.batches(self.adapter, self.probe.batch_size)),
-                   desc=f"causal {pairs.split}", disable=not self.probe.progress, leave=False)
-        for pb in bar:
+        batches = list(pairs.batches(self.adapter, self.probe.batch_size))
+        n_pairs = sum(len(pb) for pb in batches)
+        bar = phase("causal", f"{self.task_name} {pairs.split} pairs".lstrip(), total=n_pairs,
+                    unit="pairs", show=self.probe.progress)
+        bar.summary = (f"{n_pairs} pairs × {len(cells)} cells × "
+                       f"{'/'.join(featurizers)}"
+                       + (", steering" if steering and self.probes is not None else ""))
+        for pb in bar.wrap(batches):
             clean = self.clean(pb)
             part = {"scored": clean["scored"].numpy(), "readable": clean["readable"].numpy(),
                     "base_ok": clean["base_ok"].numpy(), "source_ok": clean["source_ok"].numpy(),
@@ -382,6 +398,7 @@ class _Engine:
             if steering and self.probes is not None:
                 part["steer"] = self._steer(pb, clean, cells)
             parts.append(part)
+            bar.update(len(pb))
         return Outcomes.concat(pairs, parts)
 
     def _runs(self, pb: PairBatch, clean: dict[str, Any], cell: tuple[str, str, str],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 import warnings
@@ -23,10 +24,40 @@ class Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see `{self.prog} --help`)")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already names it (flags and
+    options without a default say nothing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or not shows_default(action):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def shows_default(action: argparse.Action) -> bool:
+    """Whether an option has a default worth printing: not a flag, not None, not empty."""
+    d = action.default
+    return not (d is None or d is False or d is True or d is argparse.SUPPRESS or d == []
+                or action.nargs == 0)
+
+
+def parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """`parser` and every subcommand's parser below it."""
+    out = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases once
+                out += parsers(sub)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="probekit",
-        description="Probe world models: decodability and causality of latent world state.")
+        description="Probe world models: decodability and causality of latent world state. "
+                    "Start with `probekit eval boxes-gpt2-tiny --tasks boxes --limit 200`, then "
+                    "`probekit results list`.")
     parser.add_argument("--version", action="version", version=f"probekit {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -34,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{info.name}")
         if hasattr(module, "register"):
             module.register(sub)
+    for p in parsers(parser):
+        p.formatter_class = HelpFormatter
     return parser
 
 
@@ -56,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SystemExit as e:  # --help and --version
         return int(e.code or 0)
+    except BrokenPipeError:  # `probekit results list | head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("probekit: interrupted; nothing half-written was kept (whatever was finished "
               "and cached is reused by the next run)", file=sys.stderr)

@@ -14,9 +14,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     ex = dsub.add_parser("export", help="write a task's splits as Parquet plus its dataset card")
-    ex.add_argument("task")
+    ex.add_argument("task", help="a registered task (probekit tasks list)")
     ex.add_argument("--out", required=True, metavar="DIR",
                     help="a new or empty folder (written atomically)")
+    ex.add_argument("-q", "--quiet", action="store_true",
+                    help="no progress bar or phase lines")
     add_include(ex)
     ex.set_defaults(func=cmd_export)
 
@@ -32,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     push = dsub.add_parser("push", help="upload a task's export to a Hub dataset repo in one "
                                         "commit")
-    push.add_argument("task")
+    push.add_argument("task", help="a registered task (probekit tasks list)")
     push.add_argument("--repo", required=True, metavar="ORG/NAME", help="Hub dataset repo id")
     push.add_argument("--endpoint", default=None, metavar="URL",
                       help="Hub endpoint (default: huggingface_hub's, i.e. HF_ENDPOINT)")
@@ -47,10 +49,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from probekit.data import check_export_folder, export
     from probekit.tasks import load_task
 
+    from probekit.progress import silenced
+
     check_export_folder(args.out)  # the folder first, then the task and its size bounds
     task = load_task(args.task, include_paths(args))
     task.check_size()
-    out = export(task, args.out)
+    with silenced(args.quiet):
+        out = export(task, args.out)
     print(f"exported {task.name} v{task.version} ({task.fingerprint}) to {out}")
     return 0
 

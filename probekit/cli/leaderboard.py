@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "probekit.result/2 results are ranked; superseded probekit.result/1 results "
                     "are listed apart, unranked. Both files are written, or neither.")
     b.add_argument("--store", type=Path, default=None, metavar="DIR",
-                   help="store folder (default: $PROBEKIT_STORE, else the probekit cache)")
+                   help="store folder (default: $PROBEKIT_STORE, else store/ in the probekit "
+                        "cache, ~/.cache/probekit/store; the folder used is printed)")
     b.add_argument("--out", type=Path, default=Path("site"), metavar="DIR",
                    help="output folder (default: site)")
     b.set_defaults(func=cmd_build)
@@ -26,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from probekit import leaderboard, store
+    from probekit.cli.submit import store_origin
 
-    for path in leaderboard.build(args.store or store.default_root(), args.out):
+    root = args.store or store.default_root()
+    if args.store is None:
+        print(f"reading {store_origin()}, {root} (pass --store DIR to read another)",
+              flush=True)
+    for path in leaderboard.build(root, args.out):
         print(f"wrote {path}")
     return 0

@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     train = ssub.add_parser("train", help="train one spectrum model on a task's world")
     train.add_argument("--alpha", type=float, required=True,
                        help="mixing coefficient a in [0, 1]: 0 next-token prediction, 1 JEPA")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0,
+                       help="seed of the initial weights, the episodes drawn and their order")
     _training_args(train)
     train.set_defaults(func=cmd_train)
     sweep = ssub.add_parser("sweep", help="train one model per (a, seed) into OUT/<task>-a<a>-s"
@@ -46,12 +47,12 @@ def _training_args(p: argparse.ArgumentParser) -> None:
                    help="weight of the VICReg variance/covariance anti-collapse term")
     p.add_argument("--inputs", default="tokens", choices=("tokens", "obs"),
                    help="world tokens, or continuous observations (a=1 only: no token head)")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--steps", type=int, default=1500, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, default=32, help="episodes per step")
+    p.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
     p.add_argument("--episodes", type=int, default=4000, help="training episodes drawn")
-    p.add_argument("--d-model", type=int, default=64)
-    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--d-model", type=int, default=64, help="width of the backbone")
+    p.add_argument("--layers", type=int, default=2, help="transformer blocks")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice)")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from probekit.cli.tasks import add_include, include_paths
@@ -18,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("results", nargs="+", metavar="RESULT",
                    help="result JSON files, or folders searched for *.json")
     p.add_argument("--store", type=Path, default=None, metavar="DIR",
-                   help="local store folder (default: $PROBEKIT_STORE, else the probekit cache)")
+                   help="local store folder (default: $PROBEKIT_STORE, else store/ in the "
+                        "probekit cache, ~/.cache/probekit/store; the folder used is printed)")
     p.add_argument("--repo", default=None, metavar="ORG/NAME",
                    help="publish to this Hub dataset repo as a pull request instead")
     p.add_argument("--model-pr", action="store_true",
@@ -35,6 +37,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_submit)
 
 
+def store_origin() -> str:
+    """Where the default store comes from, in words."""
+    if os.environ.get("PROBEKIT_STORE"):
+        return "the store set by PROBEKIT_STORE"
+    return "the default store in the probekit cache"
+
+
+def without_limited(given: list[str], paths: list[Path], include: list,
+                    dry_run: bool = False) -> list[Path]:
+    """`paths` less the results of limited runs (`eval --limit`), which are never filed: one
+    named on the command line is refused; those found in a folder are skipped, each with a
+    line, and a folder that holds nothing else is refused."""
+    from probekit.cli.results import limited
+    from probekit.errors import ResultError, UserError
+    from probekit.store import load
+
+    named = {Path(p).resolve() for p in given if Path(p).is_file()}
+    keep = []
+    for path in paths:
+        n = limited(load(path), include)
+        if n is None:
+            keep.append(path)
+        elif path.resolve() in named:
+            raise ResultError(f"{path}: a limited run (eval --limit {n}: {n} episodes per "
+                              "split) is a quick look and is never filed; evaluate without "
+                              "--limit to submit")
+        else:
+            print(f"{'would skip' if dry_run else 'skip'} {path}: a limited run (eval --limit "
+                  f"{n}), never filed", flush=True)
+    if not keep:
+        raise UserError(f"nothing to file: {', '.join(given)} holds only limited runs (eval "
+                        "--limit); evaluate without --limit to submit")
+    return keep
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from probekit import hub, store
     from probekit.errors import UserError
@@ -46,12 +83,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
     local = None
     if args.repo is None:  # a store that cannot be one fails before any result is read
         local = store.Store(args.store or store.default_root()).check(write=not args.dry_run)
-    results = store.read(store.expand(args.results), include_paths(args),
-                         args.allow_unregistered)
+    paths = without_limited(args.results, store.expand(args.results), include_paths(args),
+                            args.dry_run)
+    results = store.read(paths, include_paths(args), args.allow_unregistered)
     if local is None:
         hub.publish(results, args.repo, endpoint=args.endpoint, model_prs=args.model_pr,
                     dry_run=args.dry_run)
         return 0
+
+    if args.store is None:  # say where before anything is filed
+        print(f"{'would file' if args.dry_run else 'filing'} into {store_origin()}, "
+              f"{local.root} (pass --store DIR to file elsewhere)", flush=True)
 
     def echo(f: store.Filing) -> None:
         verb = {"new": "add", "same": "keep (same run)", "replace": "replace"}[f.action]

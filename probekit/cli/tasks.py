@@ -14,11 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_include(ls)
     ls.set_defaults(func=cmd_list)
     show = tsub.add_parser("show", help="show one task's spec and fingerprint")
-    show.add_argument("name")
+    show.add_argument("name", help="a registered task (probekit tasks list), or one in an "
+                      "--include-path folder")
     add_include(show)
     show.set_defaults(func=cmd_show)
     new = tsub.add_parser("new", help="write a commented spec (and card stub) for a new task")
-    new.add_argument("name")
+    new.add_argument("name", help="the new task's name: letters, digits, '-' and '_'")
     new.add_argument("--world", required=True, help="a registered world")
     new.add_argument("--out", default=".", metavar="DIR", help="folder to write NAME.yaml and "
                      "NAME.md in (default: the current one)")
@@ -66,14 +67,42 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    import textwrap
+
     from probekit.tasks import load_task
 
     task = load_task(args.name, include_paths(args))
-    print(f"# {task.name} v{task.version}  fingerprint {task.fingerprint}  ({task.path})")
-    print(yaml.safe_dump(task.spec.canonical(), sort_keys=False).rstrip())
-    print("targets: " + ", ".join(f"{t.name} ({t.kind})" for t in task.targets))
-    print(f"description: {task.spec.description}")
+    print(show_text(task))
+    print(textwrap.fill(" ".join(task.spec.description.split()), width=100,
+                        initial_indent="description: ", subsequent_indent="  "))
     return 0
+
+
+def show_text(task) -> str:
+    """A task's spec as readable YAML: every knob with its value (defaults filled in), splits in
+    the spec's order, each target with the label columns it stands for, names as written."""
+    s = task.spec
+    targets = []
+    for t in s.targets:
+        columns = [c.name for c in task.targets if c.name == t.name or c.family == t.name]
+        entry = {"name": t.name, "kind": t.kind}
+        if t.chance is not None:
+            entry["chance"] = t.chance
+        if columns != [t.name]:
+            entry["columns"] = columns
+        targets.append(entry)
+    view = {"license": s.license, "world": s.world, "knobs": s.knobs,
+            "splits": {k: {"size": v.size, "seed": v.seed, **({"knobs": v.knobs} if v.knobs
+                                                              else {})}
+                       for k, v in s.splits.items()},
+            "targets": targets, "control": s.control, "counterfactual": s.counterfactual}
+    if s.violations is not None:
+        view["violations"] = {k: list(v) if isinstance(v, tuple) else v
+                              for k, v in s.violations.items()}
+    where = f"  ({task.path})" if task.path else ""
+    return (f"# {s.name} v{s.version}  fingerprint {task.fingerprint}{where}\n"
+            + yaml.safe_dump(view, sort_keys=False, allow_unicode=True,
+                             default_flow_style=None, width=100).rstrip())
 
 
 def cmd_new(args: argparse.Namespace) -> int:

@@ -123,12 +123,12 @@ class DecodabilityProbe:
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(data["train"].n_episodes)
         fit = _Fitter(self, targets, n_classes, device, n_depths)
-        main = fit.run(data, control_Y, order, None, f"probe {labels.name}")
+        main = fit.run(data, control_Y, order, None, labels.name)
         twin_pass = None
         if twin_latents is not None:
             twin_data = {s: _probe_data(twin_latents[s], Y[s]) for s in SPLITS}
             twin_pass = fit.run(twin_data, None, order, main.penalties,
-                                f"probe {labels.name} (random init)")
+                                f"{labels.name} (random init)")
         t_probe = time.perf_counter() - t0 - t_extract
         skipped = [t.name for j, t in enumerate(labels.targets) if j not in keep]
         return DecodabilityResult(
@@ -403,7 +403,7 @@ class _Fitter:
 
     def run(self, data: dict[str, ProbeData], control_Y: dict[str, np.ndarray] | None,
             order: np.ndarray, penalties: np.ndarray | None, desc: str) -> _Pass:
-        from tqdm.auto import tqdm
+        from probekit.progress import phase
 
         L, T = data["train"].n_layers, len(self.targets)
         S = {s: d.n_steps for s, d in data.items()}
@@ -415,8 +415,15 @@ class _Fitter:
         chosen = np.zeros((L, T)) if penalties is None else penalties
         mdl = self.probe.mdl and bool(self.kinds[0][1])
         bits = np.full((L, T), np.nan) if self.probe.mdl else None
-        for group in tqdm(layer_groups(data), desc=desc, disable=not self.probe.progress,
-                          leave=False):
+        # progress in probes: each layer × target once, again for the control task and for
+        # the MDL code of class targets
+        n_class = len(self.kinds[0][1])
+        per_layer = T + (T if control is not None else 0) + (n_class if mdl else 0)
+        bar = phase("probes", desc, total=L * per_layer, unit="probes", show=self.probe.progress)
+        bar.summary = (f"{L} layers × {T} targets"
+                       + (", control task" if control is not None else "")
+                       + (", MDL" if mdl else ""))
+        for group in bar.wrap(layer_groups(data)):
             X = {s: d.rows(group) for s, d in data.items()}
             g = slice(group.start, group.stop)
             for kind, cols in self.kinds:
@@ -429,6 +436,7 @@ class _Fitter:
                     chosen[g, cols] = probes.best_penalty_
                 else:
                     probes = self.fit(X["train"], Y["train"], kind, cols, chosen[g][:, cols])
+                bar.update(len(group) * len(cols))
                 for s in data:
                     pred = probes.predict(X[s])
                     scores[s][g, cols] = depth_scores(pred, Y[s], kind, S[s], self.n_depths)
@@ -440,12 +448,14 @@ class _Fitter:
                                                     chosen[g][:, cols])
                     control[g, cols] = depth_scores(pred, control_Y["test"][:, cols], kind,
                                                     S["test"], self.n_depths)
+                    bar.update(len(group) * len(cols))
                 if mdl and kind == "class":
                     bits[g, cols] = online_bits(
                         X["train"], Y["train"], S["train"], self.n_classes[cols], order,
                         lambda x, y, sub, init, cols=cols: self.fit(
                             x, y, "class", [cols[j] for j in sub],
                             np.full((len(group), len(sub)), self.probe.mdl_penalty), init=init))
+                    bar.update(len(group) * len(cols))
             del X
         return _Pass(scores, control, late_test, chosen, bits)
 
