@@ -318,3 +318,26 @@ def test_surprise_is_deterministic_across_batch_sizes(ops_task):
     b = PredictionProbe(batch_size=64, max_pairs=30).run(model, ops_task)
     for x, y in zip(a.rows(), b.rows()):
         assert x["offset"] == y["offset"] and np.isclose(x["impossible"], y["impossible"])
+
+
+def test_the_spectrum_report_gains_a_voe_panel(tmp_path: Path):
+    from probekit import results
+    from probekit.spectrum.report import markdown, report
+    from tests.result_factory import make
+
+    for a, family in ((0.0, "ntp"), (0.5, "next-latent"), (1.0, "jepa")):
+        r = make(model=f"probekit/spectrum-boxes-a{a:g}", family=family, alpha=a)
+        assert r["scores"]["prediction"] is not None  # the example carries the axis
+        if a == 1.0:  # a JEPA checkpoint without its predictor: null, with the reason
+            r["scores"].update(prediction=None, prediction_reason="no surprise")
+            r["per_offset"], r["probe"]["prediction"] = [], None
+            r["run_id"] = record.run_id(r)
+        results.save(r, tmp_path)
+    summary, paths = report(tmp_path, tmp_path / "spectrum.png")
+    voe = dict(zip(summary["alpha"].to_list(), summary["voe"].to_list()))
+    p = make()["scores"]["prediction"]
+    assert voe[0.0] == pytest.approx(p["voe"]) and voe[1.0] is None
+    assert summary["voe_random_init"].to_list()[0] == pytest.approx(p["random_init"]["voe"])
+    table = markdown(summary)
+    assert "| VoE | VoE random init |" in table and f"{p['voe']:.3f}" in table
+    assert paths[0].read_bytes()[:4] == b"\x89PNG"

@@ -71,15 +71,16 @@ def token_predictions(logits: torch.Tensor, input_ids: torch.Tensor,
         raise ModelError(f"the token head returned logits of shape {tuple(logits.shape)} for "
                          f"inputs of shape {tuple(input_ids.shape)}; surprise needs next-token "
                          "logits [batch, positions, vocabulary]")
-    logp = torch.log_softmax(logits.float(), -1)  # [B, T, V]
-    ids = input_ids.to(logp.device)
-    nll = torch.zeros(ids.shape, dtype=torch.float32, device=logp.device)
-    nll[:, 1:] = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+    ids = input_ids.to(logits.device)
+    nll = torch.zeros(ids.shape, dtype=torch.float32, device=logits.device)
+    # −log softmax(z)[x] = logsumexp(z) − z[x], without a second [B, T, V] tensor
+    nll[:, 1:] = torch.logsumexp(logits[:, :-1].float(), -1) - \
+        logits[:, :-1].gather(-1, ids[:, 1:, None])[..., 0].float()
     if not torch.isfinite(nll).all():
         raise ModelError("the token head gave a token probability of 0 (infinite surprisal); "
                          "surprise needs finite logits")
-    rows = torch.arange(len(ids), device=logp.device)[:, None]
-    top1 = logits[rows, positions.to(logp.device)].argmax(-1).cpu()
+    rows = torch.arange(len(ids), device=logits.device)[:, None]
+    top1 = logits[rows, positions.to(logits.device)].argmax(-1).cpu()
     return StepPredictions("token", per_step(nll, positions), top1)
 
 
