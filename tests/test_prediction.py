@@ -305,11 +305,20 @@ def test_a_spectrum_reference_on_othello_reports_voe_and_legality():
     assert p["ci95"][0] > twin["ci95"][1], (p["voe"], twin["voe"])
 
 
+def test_a_mixed_spectrum_reference_reports_its_token_surprise_against_its_twin():
+    task = load_task("boxes")
+    model = load_model("spectrum-boxes-a0.5", device="cpu")
+    assert model.surprise_kinds() == ("token",)  # its checkpoint keeps no latent predictor
+    p = PredictionProbe(max_pairs=200).run(model, task, twin=model.random_init(0)).scores()
+    assert p["surprise"] == "token" and p["also"] is None
+    assert p["ci95"][0] > p["random_init"]["ci95"][1], (p["voe"], p["random_init"]["voe"])
+
+
 def test_a_jepa_reference_without_its_predictor_is_null_with_the_reason():
     task = load_task("boxes")
     model = load_model("spectrum-boxes-a1", device="cpu")
     found = PredictionProbe().run(model, task, twin=model.random_init(0))
-    assert found.scores() is None and "latent predictor" in found.reason()
+    assert found.scores() is None and "not the latent predictor" in found.reason()
 
 
 def test_surprise_is_deterministic_across_batch_sizes(ops_task):

@@ -102,9 +102,13 @@ class PredictionProbe:
             return PredictionResult.empty(task.name, config, f"task {task.name} has no "
                                           f"violation pairs" + (f" ({why})" if why else ""))
         if not kinds:
-            return PredictionResult.empty(task.name, config, f"model {adapter.identity.id} "
-                                          "has neither a token head nor a latent predictor, "
-                                          "so it defines no surprise")
+            ident = adapter.identity
+            note = " (spectrum checkpoints keep the encoder only, not the latent predictor and " \
+                "EMA target it was trained with)" if ident.adapter == "spectrum" and \
+                (ident.alpha or 0) > 0 else ""
+            return PredictionResult.empty(task.name, config, f"model {ident.id} has neither a "
+                                          "token head nor a latent predictor, so it defines no "
+                                          f"surprise{note}")
         if twin is not None and set(kinds) - set(twin.surprise_kinds()):
             raise CheckError(f"the random-init twin of {adapter.identity.id} lacks the "
                              f"{' and '.join(sorted(set(kinds) - set(twin.surprise_kinds())))} "
@@ -210,7 +214,7 @@ class PredictionProbe:
         n = len(pairs["step"])
         half = max(1, self.batch_size // 2)
         surprise = {"possible": [], "impossible": []}
-        scorable = []
+        scorable, shared = [], []
         hits = steps = 0
         repeat = 0.0
         bar = tqdm(total=n, desc=f"prediction {kind} {model.identity.id}",
@@ -229,7 +233,11 @@ class PredictionProbe:
                                      f"relative); surprise must be deterministic — put the "
                                      "model in eval mode (no dropout)")
             k = hi - lo
-            scorable.append(_first_difference(batch.inputs, k) >= 1)
+            first = _first_difference(batch.inputs, k)
+            scorable.append(first >= 1)
+            # steps whose inputs all come before the first difference: the same for both
+            ends = batch.positions[:k].numpy()
+            shared.append(np.where(first[:, None] >= 0, ends < first[:, None], True).sum(1))
             surprise["possible"].append(out.surprise[:k])
             surprise["impossible"].append(out.surprise[k:])
             if legal is not None:
@@ -239,7 +247,8 @@ class PredictionProbe:
         bar.close()
         pos = torch.cat(surprise["possible"]).numpy()
         imp = torch.cat(surprise["impossible"]).numpy()
-        prefix = _prefix_check(model, kind, pos, imp, pairs["step"], self.tolerance)
+        prefix = _prefix_check(model, kind, pos, imp, np.concatenate(shared), pairs["step"],
+                               self.tolerance)
         return Measured(possible=pos, impossible=imp, scorable=np.concatenate(scorable),
                         legal_hits=hits if legal else None,
                         legal_steps=steps if legal else None, max_prefix_diff=prefix,
@@ -269,11 +278,13 @@ def _rel_diff(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> flo
 
 
 def _prefix_check(model: Adapter, kind: str, pos: np.ndarray, imp: np.ndarray,
-                  step: np.ndarray, tol: float) -> float:
-    """The largest relative surprise difference before the violating step (CheckError over
-    `tol`): both episodes share every input there."""
+                  shared: np.ndarray, step: np.ndarray, tol: float) -> float:
+    """The largest relative surprise difference over the `shared` first steps of each pair
+    (those whose model inputs all come before the pair's first differing input: every step
+    before the violating one, unless a tokenizer merges across the step boundary); a
+    CheckError over `tol`: both episodes share every input there."""
     S = pos.shape[1]
-    before = np.arange(S)[None, :] < step[:, None]
+    before = np.arange(S)[None, :] < np.minimum(shared, step)[:, None]
     if not before.any():
         return 0.0
     diff = np.where(before, np.abs(pos - imp) / (1 + np.abs(pos)), 0.0)
