@@ -28,8 +28,10 @@ GOAL = 0.20
 
 def run(args: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "probekit", *args], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-m", "probekit", *args], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        sys.exit(f"probekit {' '.join(args)} failed:\n{done.stderr[-2000:]}")
     return time.perf_counter() - t0
 
 

@@ -24,8 +24,8 @@ episode is the more surprising one (a tie, as a model that ignores the state giv
 so that chance is 0.5 as it is for AUROC), from the violating step on (`voe`) and at it
 (`voe_step`); next-step legality = legal top-1 steps / scored steps (`legal_top1`); each with
 its Clopper–Pearson interval (exact without ties; a tie's half success enters the beta
-quantiles as is), AUROC as measured, and the same for the random-init twin. Chance is 0.5 for VoE and AUROC; legality's chance depends on the board, so none of
-them is normalised.
+quantiles as is), AUROC as measured, and the same for the random-init twin. Chance is 0.5
+for VoE and AUROC; legality's chance depends on the board, so none of them is normalised.
 The world-model score and the verdict do not use the prediction axis, by decision: they say
 whether a decodable state is *used* (decodability × causality, both as headroom above their own
 nulls), which prediction cannot show — a model can expect its world from surface statistics

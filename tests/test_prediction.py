@@ -173,6 +173,16 @@ def test_a_pair_must_differ_only_from_its_step_on(ops_task):
             _check_pair("t", "test", 0, step, p, early)
 
 
+def test_pairs_are_scorable_only_where_the_model_inputs_differ_after_position_0():
+    from probekit.prediction.probe import _first_difference
+
+    ids = torch.tensor([[5, 1, 2], [5, 1, 2], [4, 1, 2], [4, 1, 2],   # possible: 4 pairs
+                        [5, 1, 3], [5, 1, 2], [5, 1, 2], [5, 1, 3]])  # impossible
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    first, later = _first_difference(inputs, 4)
+    assert first.tolist() == [2, -1, 0, 0] and later.tolist() == [True, False, False, True]
+
+
 def test_legality_counts_top1_steps_among_the_legal_ones():
     rows = [{"label.legal.a": [1, 0, 0], "label.legal.b": [1, 1, 0]}]
     legal = {"words": ["a", "b"], "ids": torch.tensor([7, 9])}

@@ -7,8 +7,9 @@ surprise per step (`Adapter.surprise`: token surprisal in nats, or latent predic
 compared within the pair: at the violating step, and over the steps from it on (the mean over
 those steps, which ranks a pair exactly as their sum does). VoE accuracy is the share of pairs
 where the impossible episode is the more surprising one (a tie counts half, so a model blind
-to the state scores 0.5; ties are reported), with a Clopper–Pearson interval; AUROC ranks every impossible episode against
-every possible one by the same from-the-step-on surprise (ties half).
+to the state scores 0.5; ties are reported), with a Clopper–Pearson interval; AUROC ranks
+every impossible episode against every possible one by the same from-the-step-on surprise
+(ties half).
 
 Next-step legality (Othello-GPT): for token models on worlds that declare legality (`legal.*`
 labels), the share of the possible episodes' steps at which the model's top-1 next token is a
@@ -16,7 +17,9 @@ legal next step, over the steps where some step is legal.
 
 A pair whose two episodes reach the model as inputs that differ only at the first position
 (an edit of an episode's first step, read by a model without a start token) cannot be scored:
-nothing before that position predicts it. Such pairs are dropped and counted (`dropped`).
+nothing before that position predicts it; nor can one whose inputs do not differ at all (a
+tokenizer that reads both edits as the same tokens). Such pairs are dropped and counted
+(`dropped`: `first_position`, `same_inputs`).
 
 Every run checks itself and stops with a `CheckError` when a check fails: each pair's episodes
 must be identical before the violating step and differ at it; the model's surprise must be the
@@ -34,7 +37,7 @@ import torch
 from probekit.adapters.base import Adapter
 from probekit.errors import CheckError, DataError, ModelError, UnknownNameError, UserError
 from probekit.prediction.result import Measured, PredictionResult
-from probekit.prediction.surprise import KINDS, UNITS
+from probekit.prediction.surprise import KINDS
 from probekit.tasks import Task
 
 SURPRISES = ("auto", *KINDS)
@@ -129,14 +132,16 @@ class PredictionProbe:
                 checks[f"{name}.{kind}.repeat_max_diff"] = out.repeat_max_diff
         legal_reason = legal["reason"] if "token" in kinds else (
             "legality is read from next-token predictions; this model predicts latents only")
-        keep = np.logical_and.reduce([m.scorable for runs in measured.values()
-                                      for m in runs.values()])
-        dropped = {"first_position": int((~keep).sum())} if not keep.all() else {}
+        first = np.min([m.first for runs in measured.values() for m in runs.values()], 0)
+        keep = first >= 1
+        dropped = {why: int(n) for why, n in (("first_position", (first == 0).sum()),
+                                               ("same_inputs", (first < 0).sum())) if n}
         if keep.sum() < 2:
             return PredictionResult.empty(task.name, config, f"{int(keep.sum())} of the "
                                           f"{len(keep)} violation pairs can be scored: the "
-                                          "model's inputs differ only at the first position, "
-                                          "which nothing before it predicts")
+                                          "model's inputs of the two episodes are the same, or "
+                                          "differ only at the first position, which nothing "
+                                          "before it predicts")
         for runs in measured.values():
             for m in runs.values():
                 m.possible, m.impossible = m.possible[keep], m.impossible[keep]
@@ -214,7 +219,7 @@ class PredictionProbe:
         n = len(pairs["step"])
         half = max(1, self.batch_size // 2)
         surprise = {"possible": [], "impossible": []}
-        scorable, shared = [], []
+        firsts, shared = [], []
         hits = steps = 0
         repeat = 0.0
         bar = tqdm(total=n, desc=f"prediction {kind} {model.identity.id}",
@@ -233,8 +238,8 @@ class PredictionProbe:
                                      f"relative); surprise must be deterministic — put the "
                                      "model in eval mode (no dropout)")
             k = hi - lo
-            first = _first_difference(batch.inputs, k)
-            scorable.append(first >= 1)
+            first, later = _first_difference(batch.inputs, k)
+            firsts.append(np.where(later, 1, first))  # 1: scorable; 0, -1: why not
             # steps whose inputs all come before the first difference: the same for both
             ends = batch.positions[:k].numpy()
             shared.append(np.where(first[:, None] >= 0, ends < first[:, None], True).sum(1))
@@ -249,16 +254,16 @@ class PredictionProbe:
         imp = torch.cat(surprise["impossible"]).numpy()
         prefix = _prefix_check(model, kind, pos, imp, np.concatenate(shared), pairs["step"],
                                self.tolerance)
-        return Measured(possible=pos, impossible=imp, scorable=np.concatenate(scorable),
+        return Measured(possible=pos, impossible=imp, first=np.concatenate(firsts),
                         legal_hits=hits if legal else None,
                         legal_steps=steps if legal else None, max_prefix_diff=prefix,
                         repeat_max_diff=repeat)
 
 
-def _first_difference(inputs: dict[str, torch.Tensor], k: int) -> np.ndarray:
+def _first_difference(inputs: dict[str, torch.Tensor], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per pair (rows i and k + i of a batch), the first input position where the model's
-    inputs differ (-1: nowhere). A difference at position 0 alone cannot surprise: nothing
-    comes before it."""
+    inputs differ (-1: nowhere), and whether they differ after position 0 (a difference at
+    position 0 alone cannot surprise: nothing comes before it)."""
     differ = None
     for name, x in inputs.items():
         if name == "attention_mask":
@@ -267,7 +272,7 @@ def _first_difference(inputs: dict[str, torch.Tensor], k: int) -> np.ndarray:
         differ = d if differ is None else differ | d
     first = torch.where(differ.any(1), differ.float().argmax(1).long(),
                         torch.full((k,), -1, dtype=torch.long))
-    return first.numpy()
+    return first.numpy(), differ[:, 1:].any(1).numpy()
 
 
 def _rel_diff(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:

@@ -25,7 +25,7 @@ class Measured:
 
     possible: np.ndarray
     impossible: np.ndarray
-    scorable: np.ndarray | None = None
+    first: np.ndarray | None = None  # per pair: 1 scorable, 0 differs at position 0 only, -1 not
     legal_hits: int | None = None
     legal_steps: int | None = None
     max_prefix_diff: float = 0.0
