@@ -1,8 +1,9 @@
 """`evaluate`: one call from a model and task names to `probekit.result/2` records.
 
 In the scikit-learn meta-estimator style, each axis is an object configured by the caller and
-run here: `decodability=DecodabilityProbe(...)`, `causal=CausalProbe(...)` (or True/False for
-the defaults / none), so every option of every axis is reachable from one call.
+run here: `decodability=DecodabilityProbe(...)`, `causal=CausalProbe(...)`,
+`prediction=PredictionProbe(...)` (or True/False for the defaults / none), so every option of
+every axis is reachable from one call.
 """
 
 from __future__ import annotations
@@ -30,14 +31,17 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
              include: Iterable[str | Path] = (), random_init: bool = True,
              trust_remote_code: bool = False, truncate: bool = False,
              revision: str | None = None, decodability: Any = None,
-             causal: Any = True, progress: bool = True, limit: int | None = None) -> Report:
+             causal: Any = True, prediction: Any = True, progress: bool = True,
+             limit: int | None = None) -> Report:
     """Probe `model` on each task on every axis: decodability (probes by depth, control task,
-    random-init twin, MDL) and, on tasks with counterfactual pairs, causality (featurized
-    interchange interventions).
+    random-init twin, MDL), on tasks with counterfactual pairs causality (featurized
+    interchange interventions), and on tasks with violation pairs prediction (violation of
+    expectation, next-step legality).
 
     `model` is a checkpoint folder, a shipped checkpoint name, a Hub id or an `Adapter`.
     `decodability` is a `probekit.decodability.DecodabilityProbe` (default settings when None);
-    `causal` a `probekit.causal.CausalProbe`, True (default settings) or False (skip).
+    `causal` a `probekit.causal.CausalProbe`, True (default settings) or False (skip);
+    `prediction` a `probekit.prediction.PredictionProbe`, True or False, the same way.
     `batch_size` "auto" fills the free GPU memory; `autocast` ("bf16", "fp16") runs extraction
     under torch.autocast. Under torch.distributed every rank extracts its share of the shards
     and only rank 0 goes on to fit probes (the others return an empty Report). `limit` keeps
@@ -48,6 +52,7 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
     """
     from probekit.causal import CausalProbe
     from probekit.decodability import DecodabilityProbe
+    from probekit.prediction import PredictionProbe
 
     if decodability is None:
         decodability = DecodabilityProbe(batch_size=batch_size, autocast=autocast, seed=seed,
@@ -63,6 +68,14 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
                         f"{type(causal).__name__}")
     if causal is not False:
         causal.validate()
+    if prediction is True:
+        prediction = PredictionProbe(batch_size=32 if batch_size == "auto" else batch_size,
+                                     seed=seed, progress=progress)
+    elif prediction is not False and not isinstance(prediction, PredictionProbe):
+        raise UserError("prediction must be a probekit.prediction.PredictionProbe, True or "
+                        f"False, got {type(prediction).__name__}")
+    if prediction is not False:
+        prediction.validate()
     plan = preflight.check_eval(model, tasks, layers=layers, include=include,
                                 batch_size=batch_size, seed=seed, limit=limit,
                                 revision=revision)  # before any work
@@ -80,14 +93,15 @@ def evaluate(model: str | Path | Adapter, tasks: Sequence[str] = ("boxes",), *,
         if not distributed.is_main():
             return Report([])
     results = [evaluate_task(adapter, twin, task, layer_names, decodability=decodability,
-                             causal=causal or None, autocast=autocast, seed=seed)
+                             causal=causal or None, prediction=prediction or None,
+                             autocast=autocast, seed=seed)
                for task in loaded]
     return Report(results)
 
 
 def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: list[str], *,
-                  decodability: Any, causal: Any = None, autocast: str | None = None,
-                  seed: int = 0) -> dict[str, Any]:
+                  decodability: Any, causal: Any = None, prediction: Any = None,
+                  autocast: str | None = None, seed: int = 0) -> dict[str, Any]:
     """One `probekit.result/2` record for (adapter, task)."""
     t0 = time.perf_counter()
     found = decodability.run(adapter, task, layers, twin=twin)
@@ -105,6 +119,12 @@ def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: li
         reason = f"task {task.name} has no counterfactual pairs"
     elif causality is None:
         reason = causal_result.reason()
+    t1 = time.perf_counter()
+    found_p = prediction.run(adapter, task, twin=twin) if prediction is not None else None
+    t_pred = time.perf_counter() - t1
+    predicted = found_p.scores() if found_p is not None else None
+    p_reason = "prediction probes were not run (prediction=False, --no-prediction)" \
+        if found_p is None else found_p.reason()
     result = {
         "schema": record.SCHEMA,
         "run_id": "",
@@ -114,15 +134,20 @@ def evaluate_task(adapter: Adapter, twin: Adapter | None, task: Task, layers: li
                  "n_test": found.n_episodes["test"],
                  **({"skipped_targets": list(found.skipped)} if found.skipped else {})},
         "probe": {"decodability": decodability.config(),
-                  "causality": causal.config() if causal_ran else None, "seed": seed},
-        "scores": record.summary(found.scores(), causality, causal_ran, reason),
+                  "causality": causal.config() if causal_ran else None,
+                  "prediction": prediction.config() if found_p is not None else None,
+                  "seed": seed},
+        "scores": record.summary(found.scores(), causality, causal_ran, reason, predicted,
+                                 p_reason),
         "per_layer": found.rows(),
         "per_cell": causal_result.rows() if causal_result is not None else [],
+        "per_offset": found_p.rows() if found_p is not None else [],
         "causal": _causal_meta(causal_result),
+        "prediction": found_p.meta() if found_p is not None else None,
         "env": environment(str(adapter.device)),
         "timings": {"extract_s": round(found.timings["extract_s"], 3),
                     "probe_s": round(found.timings["probe_s"], 3),
-                    "causal_s": round(t_causal, 3),
+                    "causal_s": round(t_causal, 3), "prediction_s": round(t_pred, 3),
                     "total_s": round(time.perf_counter() - t0, 3)},
     }
     result["run_id"] = record.run_id(result)

@@ -46,6 +46,8 @@ class Report:
             s = r["scores"]
             d = s["decodability"]
             c = s.get("causality") or {}
+            p = s.get("prediction") or {}
+            p_twin = p.get("random_init") or {}
             mdl = d.get("mdl") or {}
             rows.append({
                 "model": r["model"]["id"], "task": r["task"]["name"], "layer": d["layer"],
@@ -58,14 +60,22 @@ class Report:
                 "causal_site": " ".join(str(c[k]) for k in ("layer", "positions", "featurizer"))
                 if c else None,
                 "random_control": c.get("random_control"),
+                "surprise": p.get("surprise"), "voe": p.get("voe"),
+                "voe_lo": (p.get("ci95") or [None, None])[0],
+                "voe_hi": (p.get("ci95") or [None, None])[1],
+                "voe_step": p.get("voe_step"), "auroc": p.get("auroc"),
+                "voe_random_init": p_twin.get("voe"), "legal_top1": p.get("legal_top1"),
+                "legal_lo": (p.get("legal_ci95") or [None, None])[0],
+                "legal_hi": (p.get("legal_ci95") or [None, None])[1],
+                "legal_random_init": p_twin.get("legal_top1"),
                 "world_model_score": s.get("world_model_score"), "verdict": s.get("verdict"),
             })
         return pl.DataFrame(rows, infer_schema_length=None)
 
     def save(self, out: str | Path, plots: bool = True) -> list[Path]:
         """Write each result at `<out>/<org>__<model>/<revision>/<task>.json` (atomically), with
-        its figures beside it (decodability by layer and depth; the causal grid); returns the
-        JSON paths."""
+        its figures beside it (decodability by layer and depth; the causal grid; the surprise
+        curve around the violation, `<task>.prediction.png`); returns the JSON paths."""
         paths = []
         for r in self.results:
             path = store_paths.save(r, out)
@@ -77,6 +87,10 @@ class Report:
                     from probekit.causal.heatmap import plot_causal
 
                     plot_causal(r, path.with_suffix(".causal.png"))
+                if r["scores"].get("prediction") is not None:
+                    from probekit.prediction.figure import plot_prediction
+
+                    plot_prediction(r, path.with_suffix(".prediction.png"))
             paths.append(path)
         return paths
 
@@ -94,6 +108,7 @@ class Report:
 
         table = Table("model", "task", "layer", "decodability (late) [95% CI]", "pooled",
                       "selectivity", "random init", "causal gain [95% CI]", "causal site",
+                      "VoE, chance 0.5 [95% CI]", "VoE random init", "legal top-1 [95% CI]",
                       "world model", "verdict",
                       title="probekit — normalised scores (chance 0, perfect 1)")
         for r in self.summary.iter_rows(named=True):
@@ -101,7 +116,11 @@ class Report:
                           interval(r["decodability"], r["ci95_lo"], r["ci95_hi"]),
                           num(r["pooled"]), num(r["selectivity"]), num(r["random_init"]),
                           interval(r["causal_gain"], r["causal_lo"], r["causal_hi"]),
-                          r["causal_site"] or "—", num(r["world_model_score"]),
+                          r["causal_site"] or "—",
+                          interval(r["voe"], r["voe_lo"], r["voe_hi"]),
+                          num(r["voe_random_init"]),
+                          interval(r["legal_top1"], r["legal_lo"], r["legal_hi"]),
+                          num(r["world_model_score"]),
                           r["verdict"] or "—")
         console = Console(width=200, record=True, file=open(os.devnull, "w"))
         console.print(table)

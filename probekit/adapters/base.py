@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from probekit.errors import UnknownNameError, UserError
+from probekit.errors import ModelError, UnknownNameError, UserError
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,49 @@ class Adapter(ABC):
         episode (models over the world's own tokens index the vocabulary itself)."""
         index = {w: i for i, w in enumerate(vocabulary)}
         return [index[w] for w in words]
+
+    def surprise_kinds(self) -> tuple[str, ...]:
+        """The surprises this model defines, headline first: `token` (it has a token head),
+        `latent` (it has a latent predictor). See `probekit.prediction.surprise`."""
+        return ("token",) if self.has_token_head else ()
+
+    def surprise(self, batch: Batch, kind: str | None = None) -> torch.Tensor:
+        """How surprised the model is by each step of `batch` [batch, steps] (float64, CPU):
+        token surprisal in nats, or latent prediction error (`kind`; default: the first of
+        `surprise_kinds()`). See `probekit.prediction.surprise` for the definitions."""
+        return self.step_predictions(batch, kind).surprise
+
+    @torch.no_grad()
+    def step_predictions(self, batch: Batch, kind: str | None = None):
+        """`surprise` with, for token models, the top-1 next token after each step: a
+        `probekit.prediction.surprise.StepPredictions`, from one forward pass."""
+        from probekit.prediction.surprise import token_predictions
+
+        kind = self._surprise_kind(kind)
+        if kind != "token":
+            raise ModelError(f"model {self.identity.id} defines no {kind} surprise")
+        moved = batch.to(self.device)
+        logits = self.forward(moved)
+        return token_predictions(logits, moved.inputs["input_ids"], batch.positions)
+
+    def _surprise_kind(self, kind: str | None) -> str:
+        """`kind` checked against `surprise_kinds()` (None: the first); ModelError naming the
+        model's kinds otherwise."""
+        from probekit.prediction.surprise import KINDS
+
+        kinds = self.surprise_kinds()
+        if kind is not None and kind not in KINDS:
+            raise UnknownNameError("surprise", str(kind), KINDS)
+        if not kinds:
+            raise ModelError(f"model {self.identity.id} has neither a token head nor a latent "
+                             "predictor, so it defines no surprise; give a ModuleAdapter "
+                             "token_head=True or predict=fn(module, inputs)")
+        if kind is None:
+            return kinds[0]
+        if kind not in kinds:
+            raise ModelError(f"model {self.identity.id} defines no {kind} surprise (it has: "
+                             f"{', '.join(kinds)}); use surprise={kinds[0]!r}")
+        return kind
 
     def capture(self, batch: Batch, layers: list[str], positions: torch.Tensor | None = None,
                 stop: bool = True) -> dict[str, torch.Tensor]:

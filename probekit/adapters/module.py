@@ -35,6 +35,12 @@ class ModuleAdapter(Adapter):
     position by position (after a per-position norm at most): a patch there can change a token
     readout only at the readout's own position. Both are optional; causal probes use them to
     read logits cheaply and to mark cells that cannot reach the readout.
+
+    `predict` makes the module a latent predictor (its `latent` surprise):
+    `predict(module, inputs) -> (predicted, encoded)`, both [B, T, d], `predicted[:, j]` the
+    latent the model expects at position j + 1 (made at j) and `encoded[:, j]` the latent it
+    encodes at j. Its weights must live in `module`, so the random-init twin re-initialises
+    them; the twin calls the same `predict` on its own module.
     """
 
     ADAPTER = "module"
@@ -45,6 +51,8 @@ class ModuleAdapter(Adapter):
                  family: str | None = None, alpha: float | None = None,
                  init: Callable[[nn.Module], None] | None = None,
                  head: nn.Module | str | None = None, head_layer: str | None = None,
+                 predict: Callable[[nn.Module, torch.Tensor],
+                                   tuple[torch.Tensor, torch.Tensor]] | None = None,
                  device: str | torch.device = "auto"):
         if not isinstance(module, nn.Module):
             raise UserError(f"ModuleAdapter wraps a torch.nn.Module, got {type(module).__name__}")
@@ -61,6 +69,10 @@ class ModuleAdapter(Adapter):
             raise UserError(f"head_layer {head_layer!r} is not one of the named layers "
                             f"({', '.join(self.paths)})")
         self.head_layer = head_layer
+        if predict is not None and not callable(predict):
+            raise UserError(f"predict must be a callable predict(module, inputs) -> (predicted, "
+                            f"encoded), got {type(predict).__name__}")
+        self.predict = predict
         self.inputs, self.has_token_head, self.init = inputs, token_head, init
         self.device = resolve_device(device)
         self.model = module.to(self.device).eval()
@@ -94,6 +106,22 @@ class ModuleAdapter(Adapter):
                              "forward must return a tensor (or a tuple whose first item is)")
         return out
 
+    def surprise_kinds(self) -> tuple[str, ...]:
+        return super().surprise_kinds() + (("latent",) if self.predict is not None else ())
+
+    @torch.no_grad()
+    def step_predictions(self, batch: Batch, kind: str | None = None):
+        from probekit.prediction.surprise import latent_predictions
+
+        if self._surprise_kind(kind) != "latent":
+            return super().step_predictions(batch, kind)
+        out = self.predict(self.model, batch.to(self.device).inputs[INPUT_KEY[self.inputs]])
+        if not (isinstance(out, (tuple, list)) and len(out) == 2
+                and all(isinstance(t, torch.Tensor) for t in out)):
+            raise ModelError(f"predict of model {self.identity.id} returned "
+                             f"{type(out).__name__}; it must return (predicted, encoded) latents")
+        return latent_predictions(out[0], out[1], batch.positions)
+
     def random_init(self, seed: int) -> "ModuleAdapter":
         twin = copy.deepcopy(self.model).cpu()  # CPU: the same draws on every device
         with torch.random.fork_rng(devices=[]):
@@ -103,7 +131,8 @@ class ModuleAdapter(Adapter):
         return type(self)(twin, self.paths, self.inputs, model_id=f"{ident.id}@random-init",
                           revision=f"seed{seed}", token_head=self.has_token_head,
                           family=ident.family, alpha=ident.alpha, init=self.init,
-                          head=self.head_path, head_layer=self.head_layer, device=self.device)
+                          head=self.head_path, head_layer=self.head_layer,
+                          predict=self.predict, device=self.device)
 
 
 def reset_parameters(module: nn.Module) -> None:

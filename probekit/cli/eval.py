@@ -45,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="skip the random-init baseline (not recommended)")
     p.add_argument("--no-causal", action="store_true",
                    help="decodability only: skip interventions, steering and attributions")
+    p.add_argument("--no-prediction", action="store_true",
+                   help="skip the prediction axis (violation of expectation, legality)")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR",
                    help="another folder of task YAML files (repeatable)")
     p.add_argument("--recursive", action="store_true",
@@ -141,6 +143,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, autocast=args.autocast, seed=args.seed,
                           include=include, random_init=not args.no_random_init,
                           causal=causal if causal is not None else False,
+                          prediction=not args.no_prediction,
                           trust_remote_code=args.trust_remote_code, truncate=args.truncate,
                           limit=args.limit, progress=not args.quiet)
         if not distributed.is_main():

@@ -11,6 +11,12 @@ summary scores; nothing is derived a second way here), within `TOLERANCE`:
 - `mdl.bits` is the sum of the pooled rows' `mdl_bits` at the layer (when given);
 - `causality`, when given, is one of its own `per_cell` rows (layer, positions, scope,
   featurizer, pairs, iia, gain), reachable, with a featurizer of the headline's kind;
+- `prediction`, when given, is what `probekit.record.prediction_block` makes of its own counts
+  (rates, exact intervals, legality, twin, per-kind VoE), for the headline surprise and the one
+  under `also`; its `random_init` has the same pairs; `per_offset` holds, for each of its
+  surprises, one row per offset with at most `pairs` pairs and every pair at offset 0, the twin's
+  columns null exactly when it has no twin; without a prediction block, `prediction_reason`
+  says why and `per_offset` is empty;
 - `world_model_score` and `verdict` are what `probekit.record` computes from the blocks;
 - every interval has lo ≤ hi.
 """
@@ -97,6 +103,7 @@ def check(result: dict[str, Any], where: str) -> None:
                 raise ResultError(f"{where}: per_cell[{i}].{key} {row[key]} has lo > hi")
     if causality is not None:
         _check_headline(result, causality, where)
+    _check_prediction(result, where)
     ran = bool(result["per_cell"]) or causality is not None
     expected = {"world_model_score": record.world_model_score(d, causality),
                 "verdict": record.verdict(d, causality, ran)}
@@ -117,3 +124,92 @@ def _check_headline(result: dict[str, Any], c: dict[str, Any], where: str) -> No
         raise ResultError(f"{where}: causality ({c['featurizer']} at {c['layer']} "
                           f"{c['positions']} {c['scope']}: gain {c['gain']!r} on {c['pairs']} "
                           "pairs) is not one of its reachable per_cell rows")
+
+
+COUNTS = ("wins", "ties", "wins_step", "ties_step", "pairs", "auroc", "legal_hits",
+          "legal_steps")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, numbers within TOLERANCE, recursively."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) \
+            and not isinstance(a, bool) and not isinstance(b, bool):
+        return abs(a - b) <= TOLERANCE
+    return a == b
+
+
+def _check_prediction(result: dict[str, Any], where: str) -> None:
+    scores = result["scores"]
+    p = scores.get("prediction")
+    rows = result.get("per_offset") or []
+    if p is None:
+        if rows:
+            raise ResultError(f"{where}: per_offset has rows but scores.prediction is null")
+        if not scores.get("prediction_reason"):
+            raise ResultError(f"{where}: scores.prediction is null without a "
+                              "prediction_reason; say why the axis was not measured")
+        return
+    if scores.get("prediction_reason") is not None:
+        raise ResultError(f"{where}: scores.prediction is given, so prediction_reason must be "
+                          "null")
+    if p["pairs"] + sum(p["dropped"].values()) > p["drawn"]:
+        raise ResultError(f"{where}: scores.prediction has {p['pairs']} pairs and "
+                          f"{sum(p['dropped'].values())} dropped, more than the {p['drawn']} its "
+                          "split holds (drawn)")
+    blocks = {p["surprise"]: p}
+    for kind, block in (p.get("also") or {}).items():
+        if block["surprise"] != kind or kind in blocks:
+            raise ResultError(f"{where}: scores.prediction.also.{kind} is a "
+                              f"{block['surprise']!r} block beside a {p['surprise']!r} headline;"
+                              " also holds the model's other surprise, under its own name")
+        blocks[kind] = block
+    keys = set(record.prediction_block("token", _counts(p), None))
+    for kind, block in blocks.items():
+        at = "scores.prediction" + ("" if block is p else f".also.{kind}")
+        twin = block["random_init"]
+        if twin is not None and twin["pairs"] != block["pairs"]:
+            raise ResultError(f"{where}: {at}.random_init has {twin['pairs']} pairs, the model "
+                              f"{block['pairs']}; the twin reads the same pairs")
+        if sum(v["pairs"] for v in block["by_kind"].values()) != block["pairs"]:
+            raise ResultError(f"{where}: {at}.by_kind counts "
+                              f"{sum(v['pairs'] for v in block['by_kind'].values())} pairs, the "
+                              f"block {block['pairs']}")
+        want = record.prediction_block(
+            kind, _counts(block), None if twin is None else _counts(twin),
+            legal_reason=block["legal_reason"], by_kind=block["by_kind"])
+        for key in keys:
+            if not _same(block[key], want[key]):
+                raise ResultError(f"{where}: {at}.{key} is {block[key]!r} but its counts give "
+                                  f"{want[key]!r} (probekit.record.prediction_block)")
+        mine = [r for r in rows if r["surprise"] == kind]
+        offsets = [r["offset"] for r in mine]
+        if len(set(offsets)) != len(offsets):
+            raise ResultError(f"{where}: per_offset has two {kind} rows at one offset")
+        zero = [r for r in mine if r["offset"] == 0]
+        if not zero or zero[0]["pairs"] != block["pairs"]:
+            raise ResultError(f"{where}: per_offset must hold every one of the {block['pairs']} "
+                              f"pairs of {at} at offset 0 (the violating step)")
+        for r in mine:
+            if r["pairs"] > block["pairs"]:
+                raise ResultError(f"{where}: per_offset {kind} row at offset {r['offset']} has "
+                                  f"{r['pairs']} pairs, more than {at} ({block['pairs']})")
+            if (r["random_init_possible"] is None) != (twin is None) or \
+                    (r["random_init_impossible"] is None) != (twin is None):
+                raise ResultError(f"{where}: per_offset {kind} row at offset {r['offset']} must "
+                                  "give the twin's surprise exactly when the block has a "
+                                  "random_init")
+    extra = sorted({r["surprise"] for r in rows} - set(blocks))
+    if extra:
+        raise ResultError(f"{where}: per_offset has {extra[0]} rows but scores.prediction has "
+                          f"no {extra[0]} block")
+    if result["probe"].get("prediction") is None:
+        raise ResultError(f"{where}: scores.prediction is given but probe.prediction (the "
+                          "settings that made it) is missing")
+
+
+def _counts(measure: dict[str, Any]) -> dict[str, Any]:
+    return {k: measure[k] for k in COUNTS}

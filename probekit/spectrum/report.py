@@ -1,4 +1,5 @@
-"""The spectrum figure: decodability (late), selectivity and causality (gain) against a, per task.
+"""The spectrum figure: decodability (late), selectivity, causality (gain) and prediction (VoE
+accuracy) against a, per task.
 
 Reads `probekit.result/2` files of spectrum models (any results folder: `probekit eval --out`),
 averages seeds at each (task, a) with a 95% t-interval over seeds — or, for a single seed, the
@@ -18,11 +19,14 @@ from probekit.errors import ResultError
 from probekit.io import atomic_path, write_text
 from probekit.record import SCHEMA
 
-SCORES = ("decodability", "selectivity", "causal_gain")
+SCORES = ("decodability", "selectivity", "causal_gain", "voe")
 TITLES = {"decodability": "decodability, late steps (chance 0)",
           "selectivity": "selectivity (probe − control)",
-          "causal_gain": "causality: gain of the headline cell"}
-BASELINES = {"decodability": "random_init", "causal_gain": "random_control"}
+          "causal_gain": "causality: gain of the headline cell",
+          "voe": "prediction: VoE accuracy (chance 0.5)"}
+BASELINES = {"decodability": "random_init", "causal_gain": "random_control",
+             "voe": "voe_random_init"}
+CHANCE = {"voe": 0.5}  # the panel's reference line (0 elsewhere)
 
 
 def collect(folder: str | Path) -> pl.DataFrame:
@@ -54,8 +58,10 @@ def collect(folder: str | Path) -> pl.DataFrame:
 def _row(r: dict[str, Any], alpha: float) -> dict[str, Any]:
     d = r["scores"]["decodability"]
     c = r["scores"].get("causality") or {}
+    p = r["scores"].get("prediction") or {}
     lo, hi = d["ci95"]
     c_lo, c_hi = c.get("ci95") or (None, None)
+    p_lo, p_hi = p.get("ci95") or (None, None)
     return {
         "task": r["task"]["name"], "alpha": float(alpha),
         "family": r["model"]["spectrum"]["family"], "model": r["model"]["id"],
@@ -64,6 +70,8 @@ def _row(r: dict[str, Any], alpha: float) -> dict[str, Any]:
         "selectivity_lo": lo - d["control"], "selectivity_hi": hi - d["control"],
         "random_init": d["random_init"], "causal_gain": c.get("gain"), "causal_gain_lo": c_lo,
         "causal_gain_hi": c_hi, "random_control": c.get("random_control"),
+        "voe": p.get("voe"), "voe_lo": p_lo, "voe_hi": p_hi, "surprise": p.get("surprise"),
+        "voe_random_init": (p.get("random_init") or {}).get("voe"),
         "verdict": r["scores"].get("verdict"),
     }
 
@@ -76,7 +84,7 @@ def summarise(rows: pl.DataFrame) -> pl.DataFrame:
                                "seeds": g.height}
         for s in SCORES:
             rec[s], rec[f"{s}_lo"], rec[f"{s}_hi"] = _interval(g, s)
-        for s in ("random_init", "random_control"):
+        for s in ("random_init", "random_control", "voe_random_init"):
             v = g[s].drop_nulls()
             rec[s] = float(v.mean()) if len(v) else None
         out.append(rec)
@@ -99,14 +107,16 @@ def _interval(g: pl.DataFrame, score: str) -> tuple[float | None, float | None, 
 
 
 def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
-    """Three panels against a: each task's mean with its interval, the seeds as dots, the
-    random-init twin (decodability) and the random-subspace control (causal gain) dashed."""
+    """Four panels against a: each task's mean with its interval, the seeds as dots, the
+    random-init twin (decodability, VoE) and the random-subspace control (causal gain)
+    dashed. The VoE panel reads each model's headline surprise: token surprisal where the model
+    has a token head (a < 1), latent prediction error otherwise."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharex=True)
+    fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.8), sharex=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for k, ((task,), g) in enumerate(summary.group_by("task", maintain_order=True)):
         c = colours[k % len(colours)]
@@ -126,7 +136,7 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
     for ax, s in zip(axes, SCORES):
         ax.set_title(TITLES[s], fontsize=10)
         ax.set_xlabel("a  (0: next-token prediction → 1: JEPA)", fontsize=9)
-        ax.axhline(0, color="grey", lw=0.6)
+        ax.axhline(CHANCE.get(s, 0), color="grey", lw=0.6)
         missing = [t for (t,), g in summary.group_by("task", maintain_order=True)
                    if g[s].null_count() == g.height]
         if missing:
@@ -152,14 +162,18 @@ def markdown(summary: pl.DataFrame) -> str:
             return "—"
         return f"{r[s]:.3f} [{r[f'{s}_lo']:.3f}, {r[f'{s}_hi']:.3f}]"
 
+    def num(x: float | None) -> str:
+        return "—" if x is None else f"{x:.3f}"
+
     lines = ["| task | a | family | seeds | decodability (late) | random init | selectivity | "
-             "causal gain | random control |", "|---|---|---|---|---|---|---|---|---|"]
+             "causal gain | random control | VoE | VoE random init |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary.iter_rows(named=True):
-        rand = "—" if r["random_init"] is None else f"{r['random_init']:.3f}"
-        ctrl = "—" if r["random_control"] is None else f"{r['random_control']:.3f}"
         lines.append(f"| {r['task']} | {r['alpha']:g} | {r['family']} | {r['seeds']} | "
-                     f"{cell(r, 'decodability')} | {rand} | {cell(r, 'selectivity')} | "
-                     f"{cell(r, 'causal_gain')} | {ctrl} |")
+                     f"{cell(r, 'decodability')} | {num(r['random_init'])} | "
+                     f"{cell(r, 'selectivity')} | {cell(r, 'causal_gain')} | "
+                     f"{num(r['random_control'])} | {cell(r, 'voe')} | "
+                     f"{num(r['voe_random_init'])} |")
     return "\n".join(lines) + "\n"
 
 
