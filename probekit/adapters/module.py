@@ -111,7 +111,7 @@ class ModuleAdapter(Adapter):
 
     @torch.no_grad()
     def step_predictions(self, batch: Batch, kind: str | None = None):
-        from probekit.prediction.surprise import latent_predictions
+        from probekit.adapters.surprise import latent_predictions
 
         if self._surprise_kind(kind) != "latent":
             return super().step_predictions(batch, kind)

@@ -8,6 +8,6 @@ on an impossible edit against a matched possible one) and next-step legality; it
 
 from probekit.prediction.probe import PredictionProbe
 from probekit.prediction.result import PredictionResult
-from probekit.prediction.surprise import KINDS, StepPredictions
+from probekit.adapters.surprise import KINDS, StepPredictions
 
 __all__ = ["KINDS", "PredictionProbe", "PredictionResult", "StepPredictions"]

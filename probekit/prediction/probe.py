@@ -37,7 +37,7 @@ import torch
 from probekit.adapters.base import Adapter
 from probekit.errors import CheckError, DataError, ModelError, UnknownNameError, UserError
 from probekit.prediction.result import Measured, PredictionResult
-from probekit.prediction.surprise import KINDS
+from probekit.adapters.surprise import KINDS
 from probekit.tasks import Task
 
 SURPRISES = ("auto", *KINDS)
