@@ -83,7 +83,8 @@ def cmd_cards(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from probekit.data import check_repo_id, push
+    from probekit.data import push
+    from probekit.hub import check_repo_id
     from probekit.tasks import load_task
 
     check_repo_id(args.repo)
