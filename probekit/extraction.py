@@ -197,7 +197,7 @@ class _Hooks:
         self.out: dict[str, torch.Tensor] = {}
         self.stop_after: str | None = None
 
-    def __enter__(self) -> "_Hooks":
+    def __enter__(self) -> _Hooks:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -93,8 +93,7 @@ def hub_errors(action: str, where: str, endpoint: str, *, denied: str | None = N
     `action` is what was being done ("push", "publish"), `where` the repo as the user knows it,
     `denied` the start of the message on a 401/403 (default: "not allowed to ACTION to WHERE")."""
     import httpx2  # huggingface_hub's HTTP client
-    from huggingface_hub.errors import (HfHubHTTPError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError)
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
 
     try:
         yield

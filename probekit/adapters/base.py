@@ -52,7 +52,7 @@ class Batch:
     query_positions: torch.Tensor
     answer_ids: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         """The batch on `device`; to a GPU it goes through pinned memory, without waiting."""
         pin = torch.device(device).type == "cuda"
         move = lambda t: (t.pin_memory() if pin else t).to(device, non_blocking=True)  # noqa: E731
@@ -84,7 +84,7 @@ class Adapter(ABC):
         """Run the model; returns its output (token logits [B, T, V] where it has a head)."""
 
     @abstractmethod
-    def random_init(self, seed: int) -> "Adapter":
+    def random_init(self, seed: int) -> Adapter:
         """The same architecture with freshly initialised weights (the random-init baseline)."""
 
     has_token_head: bool = False

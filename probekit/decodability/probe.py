@@ -13,9 +13,17 @@ import numpy as np
 import torch
 
 from probekit.adapters.base import Adapter
-from probekit.decodability.data import (LONG, PROBE_KIND, SPLITS, Labels, ProbeData,
-                                        chance_levels, constant_targets, depth_buckets,
-                                        layer_groups)
+from probekit.decodability.data import (
+    LONG,
+    PROBE_KIND,
+    SPLITS,
+    Labels,
+    ProbeData,
+    chance_levels,
+    constant_targets,
+    depth_buckets,
+    layer_groups,
+)
 from probekit.decodability.mdl import MDL_PENALTY, online_bits, uniform_bits
 from probekit.decodability.result import DecodabilityResult
 from probekit.errors import DataError, ProbekitWarning, UnknownNameError, UserError
