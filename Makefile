@@ -1,4 +1,5 @@
-# Two commands: `make quickstart` (set up + evaluate the shipped checkpoint) and `make test`.
+# Two commands: `make quickstart` (set up + evaluate the shipped checkpoint) and `make test`;
+# `make lint` runs ruff and mypy (configured in pyproject.toml) as CI does.
 # Then `source .venv/bin/activate` puts `probekit` on the PATH for the README's tour (or call
 # .venv/bin/probekit).
 VENV ?= .venv
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Extra `probekit eval` options for `make quickstart`, e.g. EVAL_ARGS="--limit 200 --quiet".
 EVAL_ARGS ?=
 
-.PHONY: setup quickstart test benchmarks clean
+.PHONY: setup quickstart test lint benchmarks clean
 
 setup: $(STAMP)
 
@@ -30,6 +31,12 @@ quickstart: setup
 # slow small probes down many times over.
 test: setup
 	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q
+
+# ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and mypy on probekit/; both come with
+# the dev extra. No formatter runs: the code keeps its own layout.
+lint: setup
+	$(VENV)/bin/ruff check probekit tests/test_house.py
+	$(VENV)/bin/mypy
 
 benchmarks: setup
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done

@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -19,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from probekit.errors import ProbekitError, UserError
+from probekit.errors import UserError
 from probekit.io import write_text
 from probekit.tasks import Task, list_tasks, load_task
 from probekit.worlds import WORLDS, Knob, World
@@ -504,38 +503,18 @@ def stale_cards(folder: str | os.PathLike, names: Iterable[str] | None = None,
 
 # --- push -----------------------------------------------------------------------------------
 
-REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
-
-
-def check_repo_id(repo: str) -> str:
-    """`repo` if it is a valid `ORG/NAME` Hub dataset id, else a UserError saying why."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    try:
-        validate_repo_id(repo)
-    except HFValidationError as e:
-        raise UserError(f"repo id {repo!r} is not valid: {e}") from None
-    if not REPO_ID.fullmatch(repo):
-        raise UserError(f"repo id {repo!r} is not valid: write it as ORG/NAME (letters, digits, "
-                        "'-', '_' or '.')")
-    return repo
-
-
 def push(task: Task, repo: str, *, endpoint: str | None = None, private: bool = False,
          create_pr: bool = False):
     """Export `task` and upload it to the Hub dataset repo `repo` in one commit (or one pull
     request); returns huggingface_hub's `CommitInfo`. The token comes from huggingface_hub's
     usual places (`HF_TOKEN`, `hf auth login`) and is never printed."""
-    import httpx2  # huggingface_hub's HTTP client
-    from huggingface_hub import CommitOperationAdd, HfApi, constants
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    from probekit.hub import check_online, check_reachable, check_repo_id, hub_errors, quiet_hub
 
     check_repo_id(repo)
-    offline = UserError("cannot push while HF_HUB_OFFLINE is set; unset it to publish to the Hub")
-    if constants.is_offline_mode():
-        raise offline
-    from probekit.hub import check_reachable, quiet_hub
-
+    offline_hint = " to publish to the Hub"
+    check_online("push", offline_hint)
     api = HfApi(endpoint=endpoint)
     check_reachable(api.endpoint)  # at once, before the export and without retries
     with quiet_hub(), tempfile.TemporaryDirectory(prefix=f"probekit-{task.name}-") as tmp:
@@ -543,7 +522,8 @@ def push(task: Task, repo: str, *, endpoint: str | None = None, private: bool = 
         files = sorted(p for p in folder.rglob("*") if p.is_file())
         operations = [CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(),
                                          path_or_fileobj=str(p)) for p in files]
-        try:
+        with hub_errors("push", repr(repo), api.endpoint, offline_hint=offline_hint,
+                        denied=f"the Hub refused {repo!r}"):
             api.create_repo(repo, repo_type="dataset", private=True if private else None,
                             exist_ok=True)
             return api.create_commit(
@@ -551,17 +531,3 @@ def push(task: Task, repo: str, *, endpoint: str | None = None, private: bool = 
                 commit_message=f"probekit task {task.name} v{task.version}",
                 commit_description=f"Data and card of task {task.name}, version {task.version},"
                                    f" fingerprint {task.fingerprint}.")
-        except OfflineModeIsEnabled:
-            raise offline from None
-        except httpx2.TransportError as e:
-            from probekit.errors import NetworkError
-
-            raise NetworkError(f"cannot reach the Hub at {api.endpoint} ({e})") from None
-        except HfHubHTTPError as e:
-            status = e.response.status_code if e.response is not None else None
-            if status in (401, 403):
-                raise UserError(f"the Hub refused {repo!r} (HTTP {status}): log in with "
-                                "`hf auth login` or set HF_TOKEN to a token with write "
-                                "access") from None
-            raise ProbekitError(f"push to {repo!r} failed: "
-                                f"{str(e).splitlines()[0]}") from None

@@ -178,5 +178,5 @@ def environment(device: str) -> dict[str, str]:
 
     env = {p: version(p) for p in ("probekit", "torch", "transformers", "captum")}
     env["device"] = device
-    env["date"] = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    env["date"] = dt.datetime.now(dt.UTC).date().isoformat()
     return env

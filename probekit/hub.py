@@ -1,5 +1,8 @@
-"""Publishing results to the Hub: one commit to a dataset repo, opened as a pull request, with
-the store layout; optionally one `.eval_results/` pull request per model repo.
+"""The Hub room: everything probekit sends to the Hugging Face Hub goes through here — repo-id
+rules (`check_repo_id`), the offline and reachability checks, the translation of the Hub's
+failures into one-line errors (`hub_errors`), and the uploads: `probekit submit` (results, one
+commit to a dataset repo opened as a pull request with the store layout; optionally one
+`.eval_results/` pull request per model repo) and `probekit data push` (`probekit.data.push`).
 
 Tokens come from the usual huggingface_hub login (`HfApi()` finds them) and are never printed.
 """
@@ -8,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,16 +50,68 @@ class Commit:
         return "\n".join(lines)
 
 
-def check_repo_id(repo_id: str, what: str) -> str:
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+AUTH_HINT = "log in with `hf auth login` or set HF_TOKEN to a token with write access"
+
+
+def check_repo_id(repo_id: str, what: str = "repo") -> str:
+    """`repo_id` if it is a valid Hub id of the form ORG/NAME (`what`: "dataset repo", "model"
+    ..., for the message), else a UserError saying why."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
         validate_repo_id(repo_id)
-    except HFValidationError:
-        raise UserError(f"{what} {repo_id!r} is not a Hub repo id; use ORG/NAME") from None
+    except HFValidationError as e:
+        raise UserError(f"{what} id {repo_id!r} is not valid: {e}") from None
     if "/" not in repo_id:
-        raise UserError(f"{what} {repo_id!r} has no organisation; use ORG/NAME")
+        raise UserError(f"{what} id {repo_id!r} is not valid: it has no organisation; write it "
+                        "as ORG/NAME")
+    if not REPO_ID.fullmatch(repo_id):
+        raise UserError(f"{what} id {repo_id!r} is not valid: write it as ORG/NAME (letters, "
+                        "digits, '-', '_' or '.')")
     return repo_id
+
+
+def check_online(action: str, hint: str = "") -> None:
+    """A UserError at once when HF_HUB_OFFLINE is set (`action`: what cannot be done)."""
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        raise _offline(action, hint)
+
+
+def _offline(action: str, hint: str) -> UserError:
+    return UserError(f"cannot {action} while HF_HUB_OFFLINE is set; unset it{hint}")
+
+
+@contextlib.contextmanager
+def hub_errors(action: str, where: str, endpoint: str, *, denied: str | None = None,
+               offline_hint: str = "") -> Iterator[None]:
+    """huggingface_hub's failures inside the block as one-line probekit errors that name no
+    token: offline mode and refusals (401/403, a repo not found) are UserErrors, another
+    refusal a ProbekitError with the Hub's first line, an unreachable endpoint a NetworkError.
+    `action` is what was being done ("push", "publish"), `where` the repo as the user knows it,
+    `denied` the start of the message on a 401/403 (default: "not allowed to ACTION to WHERE")."""
+    import httpx2  # huggingface_hub's HTTP client
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError
+
+    try:
+        yield
+    except OfflineModeIsEnabled:
+        raise _offline(action, offline_hint) from None
+    except RepositoryNotFoundError:
+        raise UserError(f"{where} was not found or is not visible with your token; create it, "
+                        "or log in with `hf auth login`") from None
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else None
+        if status in (401, 403):
+            denied = denied or f"not allowed to {action} to {where}"
+            raise UserError(f"{denied} (HTTP {status}): {AUTH_HINT}") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ProbekitError(f"{action} to {where} failed: {first}") from None
+    except (httpx2.TransportError, OSError) as e:
+        raise NetworkError(f"cannot reach {endpoint} ({type(e).__name__}); check the network or "
+                           "--endpoint") from None
 
 
 def results_commit(results: Sequence[dict[str, Any]], repo_id: str) -> Commit:
@@ -141,40 +197,24 @@ def quiet_hub():
         hf_logging.set_verbosity(before)
 
 
+PUBLISH_OFFLINE_HINT = ", or use --dry-run to see the operations"
+
+
 def open_pr(commit: Commit, endpoint: str | None = None):
     """Create `commit` on the Hub as a pull request; returns huggingface_hub's CommitInfo."""
-    import httpx2
-    from huggingface_hub import CommitOperationAdd, HfApi, constants
-    from huggingface_hub.errors import (HfHubHTTPError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError)
+    from huggingface_hub import CommitOperationAdd, HfApi
 
+    check_online("publish", PUBLISH_OFFLINE_HINT)
     api = HfApi(endpoint=endpoint)
     where = f"{commit.repo_type} repo {commit.repo_id} at {api.endpoint}"
-    try:
-        if constants.is_offline_mode():
-            raise OfflineModeIsEnabled("offline")
+    with hub_errors("publish", where, api.endpoint, offline_hint=PUBLISH_OFFLINE_HINT,
+                    denied=f"not allowed to open a pull request on {where}"):
         check_reachable(api.endpoint)
         with quiet_hub():
             return api.create_commit(
                 commit.repo_id, repo_type=commit.repo_type, create_pr=True,
                 operations=[CommitOperationAdd(path, data) for path, data in commit.files.items()],
                 commit_message=commit.message, commit_description=commit.description)
-    except OfflineModeIsEnabled:
-        raise UserError("cannot publish while HF_HUB_OFFLINE is set; unset it, or use --dry-run "
-                        "to see the operations") from None
-    except RepositoryNotFoundError:
-        raise UserError(f"{where} was not found or is not visible with your token; create it, "
-                        "or log in with `hf auth login`") from None
-    except HfHubHTTPError as e:
-        status = e.response.status_code if e.response is not None else None
-        if status in (401, 403):
-            raise UserError(f"not allowed to open a pull request on {where} (HTTP {status}); "
-                            "log in with `hf auth login` using a token with write access") from None
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ProbekitError(f"the Hub refused the commit to {where}: {first}") from None
-    except (httpx2.TransportError, OSError) as e:
-        raise NetworkError(f"cannot reach {api.endpoint} ({type(e).__name__}); check the "
-                           "network or --endpoint") from None
 
 
 def publish(results: Sequence[dict[str, Any]], repo_id: str, *, endpoint: str | None = None,

@@ -125,8 +125,12 @@ def check_hub(model_id: str, revision: str | None = None, timeout: float = 10.0)
     Hub must answer for it — once, with `timeout`, never retried (NetworkError, exit 1, when the
     network fails; ModelError, exit 2, when the Hub has no such model)."""
     from huggingface_hub import HfApi, constants, try_to_load_from_cache
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     cached = isinstance(try_to_load_from_cache(model_id, "config.json", revision=revision), str)
     if constants.is_offline_mode():  # the user's own setting forbids the download: exit 2

@@ -191,7 +191,7 @@ class Phase:
         else:
             print(line, file=self.stream, flush=True)
 
-    def __enter__(self) -> "Phase":
+    def __enter__(self) -> Phase:
         return self
 
     def __exit__(self, kind: Any, *_: Any) -> None:

@@ -109,7 +109,7 @@ SURPRISE_UNITS = {"token": "nats", "latent": "L1/d"}  # surprise kinds, headline
 
 def rate(k: float, n: int) -> tuple[float, list[float]]:
     """k / n with its Clopper–Pearson 95% interval (exact for a whole k)."""
-    from probekit.causal.scores import clopper_pearson
+    from probekit.intervals import clopper_pearson
 
     return k / n, list(clopper_pearson(k, n))
 

@@ -29,8 +29,15 @@ from typing import Any, Literal
 from probekit import results as layout
 from probekit import schema
 from probekit.errors import ResultError, StorageError, UserError
-from probekit.io import (MAX_JSON_BYTES, atomic_path, blocking_file, decode_text, os_error_text,
-                         parse_json, read_bytes)
+from probekit.io import (
+    MAX_JSON_BYTES,
+    atomic_path,
+    blocking_file,
+    decode_text,
+    os_error_text,
+    parse_json,
+    read_bytes,
+)
 from probekit.tasks import cache_root
 
 RESULTS = "results"
@@ -188,7 +195,7 @@ class Store:
 
     # --- checks ---------------------------------------------------------------------------
 
-    def check(self, write: bool = True) -> "Store":
+    def check(self, write: bool = True) -> Store:
         """Refuse a root that cannot be a store before anything is planned or printed: a file
         (UserError, exit 2), or a folder this user cannot write (StorageError, exit 1)."""
         for path in (self.root, self.root / RESULTS):

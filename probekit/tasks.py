@@ -28,8 +28,7 @@ from probekit.registry import Registry
 from probekit.results import check_name
 from probekit.worlds import WORLDS, Target, World
 from probekit.worlds.base import annotate
-from probekit.worlds.rows import (pair_features, pair_row, violation_features,
-                                  violation_row)
+from probekit.worlds.rows import pair_features, pair_row, violation_features, violation_row
 
 BUILTIN_TASKS = Path(__file__).resolve().parent.parent / "tasks"
 REQUIRED_SPLITS = ("train", "val", "test")
@@ -80,7 +79,7 @@ def _fields(obj: Any, where: str, required: dict[str, type], optional: dict[str,
     if unknown:
         raise SpecError(f"{where}: unknown field {unknown[0]!r}; valid fields: "
                         + ", ".join(sorted({**required, **optional})))
-    for key, typ in required.items():
+    for key in required:
         if key not in obj:
             raise SpecError(f"{where}: missing required field {key!r}")
     for key, typ in {**required, **optional}.items():
@@ -122,7 +121,7 @@ class TaskSpec:
     violations: dict[str, Any] | None = None
 
     @classmethod
-    def parse(cls, raw: Any, where: str = "task") -> "TaskSpec":
+    def parse(cls, raw: Any, where: str = "task") -> TaskSpec:
         _fields(raw, where,
                 {"name": str, "version": int, "world": str, "splits": dict, "targets": list,
                  "description": str, "license": str},
@@ -246,7 +245,7 @@ class Task:
         self.limit: int | None = None  # see `limited`
         self._seed = self.fingerprint  # what example generators are drawn from
 
-    def limited(self, limit: int | None) -> "Task":
+    def limited(self, limit: int | None) -> Task:
         """The first `limit` episodes of each split (`probekit eval --limit`), as a task of its
         own: named `<name>-limit<N>` (so its results are filed beside the full task's, never
         over them, and say what they are), with a fingerprint of its own
@@ -547,7 +546,7 @@ def _entry_points() -> list[Any]:
             obj = ep.load()
         except Exception as e:  # a broken plugin must not break every command
             raise UserError(f"entry point {ep.name!r} in group {ENTRY_POINT_GROUP} failed to "
-                            f"load ({type(e).__name__}: {e}); fix or uninstall that package")
+                            f"load ({type(e).__name__}: {e}); fix or uninstall that package") from e
         found.append(obj() if callable(obj) and not isinstance(obj, type) else obj)
     return found
 

@@ -17,7 +17,7 @@ from probekit.adapters import ModuleAdapter, load_model
 from probekit.errors import CheckError, ModelError, ResultError, UnknownNameError, UserError
 from probekit.prediction import PredictionProbe
 from probekit.prediction.probe import _check_pair, _legal_hits
-from probekit.prediction.surprise import per_step, step_index, token_predictions
+from probekit.adapters.surprise import per_step, step_index, token_predictions
 from probekit.tasks import load_task
 from tests.prediction_models import (OPS_TASK, BlindModel, LookAhead, Noisy, RuleModel,
                                      rule_predict)

@@ -52,7 +52,7 @@ class Batch:
     query_positions: torch.Tensor
     answer_ids: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         """The batch on `device`; to a GPU it goes through pinned memory, without waiting."""
         pin = torch.device(device).type == "cuda"
         move = lambda t: (t.pin_memory() if pin else t).to(device, non_blocking=True)  # noqa: E731
@@ -84,7 +84,7 @@ class Adapter(ABC):
         """Run the model; returns its output (token logits [B, T, V] where it has a head)."""
 
     @abstractmethod
-    def random_init(self, seed: int) -> "Adapter":
+    def random_init(self, seed: int) -> Adapter:
         """The same architecture with freshly initialised weights (the random-init baseline)."""
 
     has_token_head: bool = False
@@ -106,20 +106,20 @@ class Adapter(ABC):
 
     def surprise_kinds(self) -> tuple[str, ...]:
         """The surprises this model defines, headline first: `token` (it has a token head),
-        `latent` (it has a latent predictor). See `probekit.prediction.surprise`."""
+        `latent` (it has a latent predictor). See `probekit.adapters.surprise`."""
         return ("token",) if self.has_token_head else ()
 
     def surprise(self, batch: Batch, kind: str | None = None) -> torch.Tensor:
         """How surprised the model is by each step of `batch` [batch, steps] (float64, CPU):
         token surprisal in nats, or latent prediction error (`kind`; default: the first of
-        `surprise_kinds()`). See `probekit.prediction.surprise` for the definitions."""
+        `surprise_kinds()`). See `probekit.adapters.surprise` for the definitions."""
         return self.step_predictions(batch, kind).surprise
 
     @torch.no_grad()
     def step_predictions(self, batch: Batch, kind: str | None = None):
         """`surprise` with, for token models, the top-1 next token after each step: a
-        `probekit.prediction.surprise.StepPredictions`, from one forward pass."""
-        from probekit.prediction.surprise import token_predictions
+        `probekit.adapters.surprise.StepPredictions`, from one forward pass."""
+        from probekit.adapters.surprise import token_predictions
 
         kind = self._surprise_kind(kind)
         if kind != "token":
@@ -131,7 +131,7 @@ class Adapter(ABC):
     def _surprise_kind(self, kind: str | None) -> str:
         """`kind` checked against `surprise_kinds()` (None: the first); ModelError naming the
         model's kinds otherwise."""
-        from probekit.prediction.surprise import KINDS
+        from probekit.adapters.surprise import KINDS
 
         kinds = self.surprise_kinds()
         if kind is not None and kind not in KINDS:

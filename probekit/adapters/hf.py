@@ -17,8 +17,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
 
-from probekit.adapters.base import (Adapter, Batch, ModelIdentity, files_sha256, n_params,
-                                    resolve_device, state_sha256)
+from probekit.adapters.base import (
+    Adapter,
+    Batch,
+    ModelIdentity,
+    files_sha256,
+    n_params,
+    resolve_device,
+    state_sha256,
+)
 from probekit.errors import DataError, ModelError, NetworkError
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -295,7 +302,7 @@ class HFAdapter(Adapter):
     def from_pretrained(cls, name_or_path: str, *, revision: str | None = None,
                         device: str | torch.device = "auto", trust_remote_code: bool = False,
                         dtype: torch.dtype | None = None, truncate: bool = False,
-                        model_id: str | None = None) -> "HFAdapter":
+                        model_id: str | None = None) -> HFAdapter:
         import transformers
 
         transformers.utils.logging.disable_progress_bar()  # one line per error, no bars
@@ -427,7 +434,7 @@ class HFAdapter(Adapter):
             self.model(**batch.inputs)
         return out.logits if self.has_token_head else out.last_hidden_state
 
-    def random_init(self, seed: int) -> "HFAdapter":
+    def random_init(self, seed: int) -> HFAdapter:
         import transformers
 
         torch.manual_seed(seed)

@@ -15,8 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from probekit.adapters.base import (Adapter, Batch, ModelIdentity, n_params, resolve_device,
-                                    state_sha256)
+from probekit.adapters.base import (
+    Adapter,
+    Batch,
+    ModelIdentity,
+    n_params,
+    resolve_device,
+    state_sha256,
+)
 from probekit.errors import DataError, ModelError, UserError
 
 INPUTS = ("tokens", "obs")
@@ -111,7 +117,7 @@ class ModuleAdapter(Adapter):
 
     @torch.no_grad()
     def step_predictions(self, batch: Batch, kind: str | None = None):
-        from probekit.prediction.surprise import latent_predictions
+        from probekit.adapters.surprise import latent_predictions
 
         if self._surprise_kind(kind) != "latent":
             return super().step_predictions(batch, kind)
@@ -122,7 +128,7 @@ class ModuleAdapter(Adapter):
                              f"{type(out).__name__}; it must return (predicted, encoded) latents")
         return latent_predictions(out[0], out[1], batch.positions)
 
-    def random_init(self, seed: int) -> "ModuleAdapter":
+    def random_init(self, seed: int) -> ModuleAdapter:
         twin = copy.deepcopy(self.model).cpu()  # CPU: the same draws on every device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

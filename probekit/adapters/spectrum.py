@@ -18,7 +18,7 @@ class SpectrumAdapter(ModuleAdapter):
 
     @classmethod
     def from_folder(cls, folder: str | Path, *, model_id: str | None = None,
-                    device: str | torch.device = "auto") -> "SpectrumAdapter":
+                    device: str | torch.device = "auto") -> SpectrumAdapter:
         from probekit.spectrum import checkpoint
 
         folder = Path(folder).expanduser().resolve()

@@ -44,8 +44,10 @@ class CachedRunner:
 
         if not isinstance(adapter, HFAdapter):
             return False
-        from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                            MODEL_MAPPING_NAMES)
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+            MODEL_MAPPING_NAMES,
+        )
 
         config = adapter.model.config
         name = type(adapter.model).__name__

@@ -31,7 +31,8 @@ def plot_causal(result: dict[str, Any], path: Path) -> Path:
                                                       for r in rows)]
     head = result["scores"].get("causality") or {}
     fig, axes = plt.subplots(len(scopes), len(feats), squeeze=False,
-                             figsize=(1.0 + 2.1 * len(feats), 0.9 + 0.42 * len(layers) * len(scopes)))
+                             figsize=(1.0 + 2.1 * len(feats),
+                                      0.9 + 0.42 * len(layers) * len(scopes)))
     cmap = plt.get_cmap("RdBu_r").copy()
     cmap.set_bad("#d9d9d9")
     norm = TwoSlopeNorm(vmin=-0.5, vcenter=0.0, vmax=1.0)

@@ -26,10 +26,22 @@ import numpy as np
 import torch
 
 from probekit.adapters.base import Adapter
-from probekit.causal.featurizers import (FEATURIZERS, StateProbes, fit_readout_probes,
-                                         fit_state_probes, random_bases, state_variables)
-from probekit.causal.interventions import (Add, Swap, captum_reference, gather_values,
-                                           index_lists, run_edits)
+from probekit.causal.featurizers import (
+    FEATURIZERS,
+    StateProbes,
+    fit_readout_probes,
+    fit_state_probes,
+    random_bases,
+    state_variables,
+)
+from probekit.causal.interventions import (
+    Add,
+    Swap,
+    captum_reference,
+    gather_values,
+    index_lists,
+    run_edits,
+)
 from probekit.causal.pairs import POSITIONS, PairBatch, PairSet
 from probekit.causal.readouts import LegalReadout, ProbeReadout, Readout, TokenReadout
 from probekit.causal.result import CausalResult, Outcomes

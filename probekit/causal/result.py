@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from probekit.causal.scores import (clopper_pearson, gain, paired_difference_interval,
-                                    paired_gain_interval)
+from probekit.causal.scores import gain, paired_difference_interval, paired_gain_interval
+from probekit.intervals import clopper_pearson
 
 HEADLINE_FEATURIZERS = ("probe", "das")
 HEADLINE_POSITIONS = ("read", "last")

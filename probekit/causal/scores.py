@@ -16,19 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-N_BOOT = 1000
-
-
-def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Exact binomial interval of k successes in n trials."""
-    from scipy.stats import beta
-
-    if n == 0:
-        return float("nan"), float("nan")
-    a = 1 - level
-    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
-    return lo, hi
+from probekit.intervals import N_BOOT, percentile_interval, resample_weights
 
 
 def gain(hit: np.ndarray, base_hit: np.ndarray, has_base: np.ndarray,
@@ -44,12 +32,6 @@ def gain(hit: np.ndarray, base_hit: np.ndarray, has_base: np.ndarray,
     return (float(hit.mean()) - b) / (top - b)
 
 
-def _weights(n: int, seed: int, n_boot: int) -> np.ndarray:
-    """[n_boot, n] resampling counts (pairs drawn with replacement)."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1 / n), size=n_boot).astype(np.float64)
-
-
 def _gains(W: np.ndarray, hit: np.ndarray, base_hit: np.ndarray, has_base: np.ndarray,
            ceiling: np.ndarray) -> np.ndarray:
     """`gain` of every resample (rows of W); NaN where undefined."""
@@ -61,14 +43,6 @@ def _gains(W: np.ndarray, hit: np.ndarray, base_hit: np.ndarray, has_base: np.nd
         return np.where(top - b > 1e-12, g, np.nan)
 
 
-def _interval(values: np.ndarray) -> tuple[float, float] | None:
-    ok = values[np.isfinite(values)]
-    if len(ok) < len(values) // 2:
-        return None
-    lo, hi = np.percentile(ok, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 def paired_gain_interval(hit: np.ndarray, base_hit: np.ndarray, has_base: np.ndarray,
                          ceiling: np.ndarray, seed: int = 0, n_boot: int = N_BOOT
                          ) -> tuple[float, float] | None:
@@ -76,8 +50,9 @@ def paired_gain_interval(hit: np.ndarray, base_hit: np.ndarray, has_base: np.nda
     None when fewer than half the resamples define it."""
     if len(hit) == 0:
         return None
-    W = _weights(len(hit), seed, n_boot)
-    return _interval(_gains(W, hit, base_hit, has_base, ceiling))
+    W = resample_weights(len(hit), seed, n_boot)
+    values = _gains(W, hit, base_hit, has_base, ceiling)
+    return percentile_interval(values, min_defined=len(values) // 2)
 
 
 def paired_difference_interval(a: tuple, b: tuple, seed: int = 0, n_boot: int = N_BOOT
@@ -86,5 +61,6 @@ def paired_difference_interval(a: tuple, b: tuple, seed: int = 0, n_boot: int = 
     a tuple hit, base_hit, has_base, ceiling)."""
     if len(a[0]) == 0:
         return None
-    W = _weights(len(a[0]), seed, n_boot)
-    return _interval(_gains(W, *a) - _gains(W, *b))
+    W = resample_weights(len(a[0]), seed, n_boot)
+    values = _gains(W, *a) - _gains(W, *b)
+    return percentile_interval(values, min_defined=len(values) // 2)

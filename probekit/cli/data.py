@@ -47,9 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from probekit.data import check_export_folder, export
-    from probekit.tasks import load_task
-
     from probekit.progress import silenced
+    from probekit.tasks import load_task
 
     check_export_folder(args.out)  # the folder first, then the task and its size bounds
     task = load_task(args.task, include_paths(args))
@@ -62,9 +61,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_cards(args: argparse.Namespace) -> int:
     from probekit.data import stale_cards, write_cards
-    from probekit.tasks import load_task
-
     from probekit.io import check_output_dir
+    from probekit.tasks import load_task
 
     include = include_paths(args)
     if not args.check:
@@ -83,7 +81,8 @@ def cmd_cards(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from probekit.data import check_repo_id, push
+    from probekit.data import push
+    from probekit.hub import check_repo_id
     from probekit.tasks import load_task
 
     check_repo_id(args.repo)

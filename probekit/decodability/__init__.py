@@ -12,9 +12,20 @@ Scores are normalised so chance is 0 and perfect is 1 before they are averaged o
 
 from __future__ import annotations
 
-from probekit.decodability.data import (LONG, METRIC, PROBE_KIND, PROBE_MEMORY, SPLITS, Labels,
-                                        ProbeData, chance_levels, depth_buckets, layer_groups,
-                                        normalise, probe_data)
+from probekit.decodability.data import (
+                                        LONG,
+                                        METRIC,
+                                        PROBE_KIND,
+                                        PROBE_MEMORY,
+                                        SPLITS,
+                                        Labels,
+                                        ProbeData,
+                                        chance_levels,
+                                        depth_buckets,
+                                        layer_groups,
+                                        normalise,
+                                        probe_data,
+)
 from probekit.decodability.probe import DecodabilityProbe
 from probekit.decodability.result import DecodabilityResult, plot_depth
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from probekit.errors import UserError
-from probekit.extraction import Latents
+from probekit.latents import Latents
 from probekit.probes.control import surface_keys
 from probekit.tasks import Task
 from probekit.worlds import Target

@@ -13,13 +13,22 @@ import numpy as np
 import torch
 
 from probekit.adapters.base import Adapter
-from probekit.decodability.data import (LONG, PROBE_KIND, SPLITS, Labels, ProbeData,
-                                        chance_levels, constant_targets, depth_buckets,
-                                        layer_groups)
+from probekit.decodability.data import (
+    LONG,
+    PROBE_KIND,
+    SPLITS,
+    Labels,
+    ProbeData,
+    chance_levels,
+    constant_targets,
+    depth_buckets,
+    layer_groups,
+)
 from probekit.decodability.mdl import MDL_PENALTY, online_bits, uniform_bits
 from probekit.decodability.result import DecodabilityResult
 from probekit.errors import DataError, ProbekitWarning, UnknownNameError, UserError
-from probekit.extraction import AUTOCAST, Latents, extract
+from probekit.extraction import AUTOCAST, extract
+from probekit.latents import Latents
 from probekit.probes import DEFAULT_PENALTIES, LinearProbes, fit_linear_probes
 from probekit.probes.control import ControlTask
 from probekit.tasks import Task

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from probekit.decodability.data import LONG, METRIC, normalise
+from probekit.intervals import percentile_interval, resample_weights
 
 ROW_SPLITS = ("train", "val", "test")
 
@@ -254,9 +255,7 @@ def _bootstrap(pred: np.ndarray, y: np.ndarray, kinds: list[str], chance: np.nda
                n_boot: int, seed: int) -> list[float | None]:
     """95% interval of the normalised mean score of predictions pred [N, S', targets] against
     y [N, S', targets], resampling whole episodes."""
-    N = len(y)
-    rng = np.random.default_rng(seed)
-    W = rng.multinomial(N, np.full(N, 1 / N), size=n_boot).astype(np.float64)  # [B, N]
+    W = resample_weights(len(y), seed, n_boot)  # [B, N]
     scores = []
     with np.errstate(invalid="ignore", divide="ignore"):
         for j, kind in enumerate(kinds):
@@ -274,8 +273,5 @@ def _bootstrap(pred: np.ndarray, y: np.ndarray, kinds: list[str], chance: np.nda
                                        (sse == 0).astype(float)))
         with _quiet():
             norm = np.nanmean(normalise(np.stack(scores, axis=1), chance), axis=1)
-    norm = norm[~np.isnan(norm)]
-    if not len(norm):
-        return [None, None]
-    lo, hi = np.percentile(norm, [2.5, 97.5])
-    return [float(lo), float(hi)]
+    interval = percentile_interval(norm)
+    return [None, None] if interval is None else list(interval)

@@ -6,8 +6,8 @@ on an impossible edit against a matched possible one) and next-step legality; it
 (`per_offset`: the surprise curve around the violation). `plot_prediction` draws that curve.
 """
 
+from probekit.adapters.surprise import KINDS, StepPredictions
 from probekit.prediction.probe import PredictionProbe
 from probekit.prediction.result import PredictionResult
-from probekit.prediction.surprise import KINDS, StepPredictions
 
 __all__ = ["KINDS", "PredictionProbe", "PredictionResult", "StepPredictions"]

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from probekit.adapters.base import Adapter
+from probekit.adapters.surprise import KINDS
 from probekit.errors import CheckError, DataError, ModelError, UnknownNameError, UserError
 from probekit.prediction.result import Measured, PredictionResult
-from probekit.prediction.surprise import KINDS
 from probekit.tasks import Task
 
 SURPRISES = ("auto", *KINDS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from probekit.probes.batched import (DEFAULT_PENALTIES, LinearProbe, LinearProbes,
-                                     fit_linear_probes)
+from probekit.probes.batched import DEFAULT_PENALTIES, LinearProbe, LinearProbes, fit_linear_probes
 
 __all__ = ["DEFAULT_PENALTIES", "LinearProbe", "LinearProbes", "fit_linear_probes"]

@@ -716,7 +716,7 @@ def _lbfgs(f: _LogLoss, P: torch.Tensor, max_iter: int, tol: float, state: dict 
             P_sub, ran, late_sub, stalled_sub = _lbfgs(
                 f.subset(layers, targets), _take(P, layers, targets), max_iter - it, tol, sub)
             late = torch.zeros_like(stalled)
-            return (_put(P, layers, targets, P_sub), _put(steps, layers, targets, ran + 
+            return (_put(P, layers, targets, P_sub), _put(steps, layers, targets, ran +
                                                            _take(steps, layers, targets)),
                     _put(late, layers, targets, late_sub),
                     _put(stalled, layers, targets, stalled_sub))

@@ -29,7 +29,7 @@ class ControlTask:
     def __init__(self, seed: int = 0):
         self.seed = seed
 
-    def fit(self, keys: np.ndarray, y: np.ndarray, target: str) -> "ControlTask":
+    def fit(self, keys: np.ndarray, y: np.ndarray, target: str) -> ControlTask:
         y = np.asarray(y)
         if len(y) == 0:
             raise DataError(f"control task for {target}: no training labels")

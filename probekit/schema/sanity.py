@@ -100,7 +100,7 @@ def _check_date(result: dict[str, Any], where: str) -> None:
     except ValueError:
         raise ResultError(f"{where}: env.date {date!r} is not a date; write the day of the run "
                           "as YYYY-MM-DD") from None
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = dt.datetime.now(dt.UTC).date()
     if day > today + dt.timedelta(days=1):
         raise ResultError(f"{where}: env.date {date[:10]} is in the future (today is "
                           f"{today.isoformat()} UTC); write the day of the run")

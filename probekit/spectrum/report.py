@@ -9,13 +9,13 @@ result's own bootstrap interval — and writes a PNG and the table (CSV and Mark
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from probekit.errors import ResultError
+from probekit.intervals import t_interval
 from probekit.io import atomic_path, write_text
 from probekit.record import SCHEMA
 
@@ -99,11 +99,8 @@ def _interval(g: pl.DataFrame, score: str) -> tuple[float | None, float | None, 
     mean = float(have[score].mean())
     if have.height == 1:
         return mean, have[f"{score}_lo"][0], have[f"{score}_hi"][0]
-    from scipy.stats import t
-
-    half = float(t.ppf(0.975, have.height - 1)) * float(have[score].std()) / math.sqrt(
-        have.height)
-    return mean, mean - half, mean + half
+    lo, hi = t_interval(mean, float(have[score].std()), have.height)
+    return mean, lo, hi
 
 
 def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:

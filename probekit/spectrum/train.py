@@ -87,7 +87,7 @@ class SpectrumTrainer:
     def objective(self) -> Objective:
         return Objective(self.alpha, self.horizon, self.target, self.vicreg, tuple(self.ema))
 
-    def fit(self, task: Task | str, include: Iterable[str | Path] = ()) -> "SpectrumTrainer":
+    def fit(self, task: Task | str, include: Iterable[str | Path] = ()) -> SpectrumTrainer:
         objective = self._checked()
         task = load_task(task, include) if isinstance(task, str) else task
         world = task.spec.world_for("train")

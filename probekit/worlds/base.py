@@ -43,7 +43,8 @@ class Knob:
             bad = [v for v in items if v not in self.choices]
             if bad or (self.type is tuple and not items):
                 raise SpecError(f"{where}.{self.name}: {value!r} is not valid; {self.range_text()}")
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+        if (self.min is not None and value < self.min) or \
+                (self.max is not None and value > self.max):
             raise SpecError(f"{where}.{self.name}: {value!r} is out of range; {self.range_text()}")
         return value
 

@@ -13,8 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from probekit.worlds.base import (Counterfactual, Episode, Knob, Target, Violation, World,
-                                  build_text, undefined_from)
+from probekit.worlds.base import (
+    Counterfactual,
+    Episode,
+    Knob,
+    Target,
+    Violation,
+    World,
+    build_text,
+    undefined_from,
+)
 
 MAX_BALLS = 8
 MAX_GRID = 32
@@ -22,7 +30,7 @@ KICK_TRIES = 8  # velocities drawn for a kick before giving up on one that shows
 WORDS = ("ball", "at", "hidden", ".")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _vocab() -> dict[str, int]:
     return {w: i for i, w in enumerate(WORDS + tuple(str(i) for i in range(MAX_GRID)))}
 

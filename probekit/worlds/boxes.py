@@ -8,8 +8,16 @@ from typing import Any
 import numpy as np
 
 from probekit.errors import SpecError
-from probekit.worlds.base import (Counterfactual, Episode, Knob, Target, Violation, World,
-                                  build_text, undefined_from)
+from probekit.worlds.base import (
+    Counterfactual,
+    Episode,
+    Knob,
+    Target,
+    Violation,
+    World,
+    build_text,
+    undefined_from,
+)
 
 OBJECTS = ("apple", "key", "coin", "book", "shoe", "cup", "ball", "pen", "ring", "hat", "lamp",
            "fork", "sock", "card", "bell", "doll", "drum", "kite", "leaf", "map", "nut", "plate",
@@ -38,7 +46,7 @@ def op_token(name: str, dst: int | None) -> str:
     return f"{name}>{OUT if dst is None else dst}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _vocab() -> dict[str, int]:
     words = (list(WORDS) + [str(i) for i in range(10)] + list(OBJECTS) + list(PARAPHRASE_WORDS)
              + [op_token(o, d) for o in OBJECTS for d in [*range(10), None]])

@@ -11,8 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from probekit.worlds.base import (Counterfactual, Episode, Knob, Target, Violation, World,
-                                  build_text, undefined_from)
+from probekit.worlds.base import (
+    Counterfactual,
+    Episode,
+    Knob,
+    Target,
+    Violation,
+    World,
+    build_text,
+    undefined_from,
+)
 
 MAX_WIDTH = 128
 MAX_HORIZON = 16
@@ -38,7 +46,7 @@ def evolve(row: np.ndarray, rule: int, steps: int) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _vocab() -> dict[str, int]:
     words = list(WORDS) + [str(i) for i in range(2, MAX_WIDTH)]
     return {w: i for i, w in enumerate(words)}

@@ -14,8 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from probekit.worlds.base import (Counterfactual, Episode, Knob, Target, Violation, World,
-                                  build_text, undefined_from)
+from probekit.worlds.base import (
+    Counterfactual,
+    Episode,
+    Knob,
+    Target,
+    Violation,
+    World,
+    build_text,
+    undefined_from,
+)
 
 MAX_SIZE = 16
 FACINGS = ("north", "east", "south", "west")  # y grows southwards, x eastwards
@@ -26,7 +34,7 @@ WORDS = ("start", *ACTIONS, "bump", "ok", "wall", "open", ".", "x", "y", "?", *F
 OBS_DIM = 14  # start/forward/left/right, bump, wall left/ahead/right, start x, y, facing
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _vocab() -> dict[str, int]:
     return {w: i for i, w in enumerate(WORDS + tuple(str(i) for i in range(MAX_SIZE)))}
 

@@ -18,7 +18,7 @@ GROUPS = ("parity", "cyclic", "s3", "s5", "flipflop")
 QUERY = "="
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def multiplication(group: str, m: int) -> tuple[tuple[str, ...], np.ndarray]:
     """Element names and the table `t[a, b]` = a·b ("a, then b"); element 0 is the identity.
 
@@ -42,13 +42,13 @@ def multiplication(group: str, m: int) -> tuple[tuple[str, ...], np.ndarray]:
     return names, table
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _images(names: tuple[str, ...]) -> np.ndarray:
     """[element, point] -> image of the point (0-based), from one-line names."""
     return np.array([[int(c) - 1 for c in name] for name in names], dtype=np.int64)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _vocab(names: tuple[str, ...]) -> dict[str, int]:
     return {w: i for i, w in enumerate(names + (QUERY,))}
 

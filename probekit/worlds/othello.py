@@ -15,8 +15,16 @@ from typing import Any
 import numpy as np
 
 from probekit.errors import SpecError
-from probekit.worlds.base import (Counterfactual, Episode, Knob, Target, Violation, World,
-                                  build_text, undefined_from)
+from probekit.worlds.base import (
+    Counterfactual,
+    Episode,
+    Knob,
+    Target,
+    Violation,
+    World,
+    build_text,
+    undefined_from,
+)
 
 SIZES = (4, 6)
 PASS = -1
@@ -25,7 +33,7 @@ MAX_TRIES = 1000  # games drawn before giving up on one that lasts `length` step
 PLACEBO_TRIES = 32  # alternative moves replayed in search of a placebo before giving up
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def geometry(n: int) -> tuple[tuple[tuple[int, int], ...], int, tuple[str, ...]]:
     """Per direction (shift, mask of the squares a shift may land on without wrapping a row),
     the full-board mask and the square names."""
@@ -83,7 +91,7 @@ def start_board(n: int) -> tuple[int, int]:
     return black, white
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _vocab(n: int) -> dict[str, int]:
     return {w: i for i, w in enumerate([*geometry(n)[2], "pass"])}
 
