@@ -317,7 +317,7 @@ def check_tokenizer(adapter: Any, tasks: Sequence[Any]) -> None:
             by_tokens.setdefault(t, []).append(w)
         merged = [ws for ws in by_tokens.values() if len(ws) > 1]
         if merged:
-            shown = "; ".join(" = ".join(repr(w) for w in ws[:4]) for ws in merged[:3])
+            shown = "; ".join(" = ".join(repr(w) for w in sorted(ws)[:4]) for ws in merged[:3])
             raise DataError(f"{where} gives {len(by_tokens)} distinct token sequences to the "
                             f"{len(words)} words of task {task.name}: some words become the "
                             f"same tokens ({shown}), so the model cannot tell them apart; use "

@@ -52,9 +52,10 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
 
 def make(model: str = "probekit/spectrum-ntp", revision: str = "a41c2e9f07b3",
          family: str | None = "ntp", alpha: float | None = 0.0, quality: float = 1.0,
-         gain: float | None = 0.58, seed: int = 0) -> dict[str, Any]:
-    """A consistent result for `model`: the example's normalised decodability times `quality`
-    and a causal headline of `gain` (None: causal probes not run)."""
+         gain: float | None = 0.58, seed: int = 0, prediction: bool = True) -> dict[str, Any]:
+    """A consistent result for `model`: the example's normalised decodability times `quality`,
+    a causal headline of `gain` (None: causal probes not run) and the example's prediction
+    axis (`prediction=False`: prediction probes not run)."""
     r = example()
     r["model"].update(id=model, revision=revision,
                       sha256=hashlib.sha256(f"{model}@{revision}".encode()).hexdigest(),
@@ -76,4 +77,9 @@ def make(model: str = "probekit/spectrum-ntp", revision: str = "a41c2e9f07b3",
         for row in r["per_cell"]:
             if all(row[k] == c[k] for k in ("layer", "positions", "scope", "featurizer")):
                 row.update(gain=gain, gain_ci95=c["ci95"])
+    if not prediction:
+        s["prediction"], r["per_offset"], r["probe"]["prediction"], r["prediction"] = \
+            None, [], None, None
+        s["prediction_reason"] = \
+            "prediction probes were not run (prediction=False, --no-prediction)"
     return summarise(r)

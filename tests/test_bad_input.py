@@ -205,7 +205,7 @@ def test_every_target_with_a_single_class(tiny_gpt2, tmp_path, capsys):
                        "test": {"size": 4, "seed": 3}})
     out = tmp_path / "out"
     bad(eval_args(tiny_gpt2, tmp_path / "tasks", out, "--no-random-init", "--layers", "embed"),
-        capsys, "every target has a single class on train; nothing to probe", out=out)
+        capsys, "every target has a single class or value on train; nothing to probe", out=out)
 
 
 @pytest.mark.parametrize("weight, value, needle", [

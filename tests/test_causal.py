@@ -254,7 +254,9 @@ def test_ceiling_holds_on_every_shipped_checkpoint():
         adapter = load_model(name, device="cpu")
         task = checkpoint.load(checkpoint.SHIPPED / name)[1].task if name.startswith(
             "spectrum-") else {"boxes-gpt2-tiny": "boxes", "othello6-gpt2": "othello-6"}[name]
-        result = ceiling_run(adapter, load_task(task), filter_correct=False, max_pairs=8)
+        # othello's legality readout leaves most pairs unreadable: draw more there
+        pairs = 24 if task.startswith("othello") else 8
+        result = ceiling_run(adapter, load_task(task), filter_correct=False, max_pairs=pairs)
         c = result.ceiling()
         assert c["pairs"] >= 4 and c["max_abs_diff"] < 1e-3, name
         assert c["iia"] == pytest.approx(c["source_accuracy"]), name

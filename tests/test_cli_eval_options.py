@@ -52,10 +52,13 @@ def test_one_line_per_phase_on_stderr_and_none_on_stdout(run):
                 f"[extract] boxes-gpt2-tiny@random-init {task}/test: {LIMIT} ep × 2 layers in",
                 f"[probes] {task}: 2 layers × 8 targets, control task, MDL in",
                 f"[probes] {task} (random init): 2 layers × 8 targets, MDL in",
-                f"[causal] {task} val pairs: 16 pairs × 12 cells × full in",
+                f"[causal] {task} val pairs: 16 pairs × ",  # only what the headline needs
+                f"[prediction] token surprise of probekit/boxes-gpt2-tiny: ",
                 f"[causal] {task} test pairs: 16 pairs × 12 cells × full, steering in"]
     for start in expected:
         assert any(x.startswith(start) for x in got), (start, got)
+    val = next(x for x in got if x.startswith(f"[causal] {task} val pairs"))
+    assert "no headline featurizer (probe, das): clean runs only" in val, val
     assert "[" not in run["out"].split("probekit —")[0]  # stdout: the table and paths only
     assert f"wrote {run['path']}" in run["out"]
 

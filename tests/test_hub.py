@@ -146,7 +146,7 @@ def test_model_pr_adds_eval_results_pointing_at_the_results_commit(hub, two_resu
         "dataset": {"id": "org/board", "task_id": "boxes", "revision": f"{1:040x}"},
         "value": r["scores"]["world_model_score"], "date": r["env"]["date"],
         "source": {"url": f"{hub.url}/datasets/org/board", "name": "probekit leaderboard"},
-        "notes": f"probekit 0.1.0, task boxes v2 (fingerprint {r['task']['fingerprint']}), "
+        "notes": f"probekit 0.1.0, task boxes v{r['task']['version']} (fingerprint {r['task']['fingerprint']}), "
                  f"run {r['run_id']}, model revision {r['model']['revision']}",
     }]
 

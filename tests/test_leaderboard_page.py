@@ -68,7 +68,8 @@ def test_table_has_one_row_per_model_with_the_result_2_scores_per_task():
     assert (ntp[f"{TASK}/causal_layer"], ntp[f"{TASK}/causal_positions"],
             ntp[f"{TASK}/causal_featurizer"]) == (c["layer"], c["positions"], c["featurizer"])
     assert ntp[f"{TASK}/random_control"] == c["random_control"]
-    assert ntp[f"{TASK}/verdict"] == "causal" and ntp[f"{TASK}/prediction"] is None
+    assert ntp[f"{TASK}/verdict"] == "causal"
+    assert ntp[f"{TASK}/prediction"] == pytest.approx(rs[0]["scores"]["prediction"]["voe"])
     assert ntp["s5@v3/decodability"] == pytest.approx(other["scores"]["decodability"]["value"])
     assert ntp["family"] == ntp["family_label"] == "ntp"
     assert df["model"][0] == "probekit/spectrum-nextlat"  # best world-model score first
@@ -327,7 +328,7 @@ def test_untested_helper_gives_the_untested_verdict():
 
 @needs_chromium
 def test_a_prediction_column_appears_only_once_a_result_has_the_axis(tmp_path):
-    plain, predicted = make(model="org/a"), make(model="org/b")
+    plain, predicted = make(model="org/a", prediction=False), make(model="org/b")
     predicted["scores"]["prediction"] = {"voe": 0.41, "ci95": [0.3, 0.5], "auroc": 0.7,
                                          "legal_top1": 0.9, "random_init": 0.1}
     assert leaderboard.table([plain, predicted])[f"{TASK}/prediction"].to_list() == [None, 0.41]

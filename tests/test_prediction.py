@@ -181,6 +181,9 @@ def test_pairs_are_scorable_only_where_the_model_inputs_differ_after_position_0(
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     first, later = _first_difference(inputs, 4)
     assert first.tolist() == [2, -1, 0, 0] and later.tolist() == [True, False, False, True]
+    # the fourth pair differs after position 0 only after its violating step (position 0)
+    first, later = _first_difference(inputs, 4, np.array([2, 2, 2, 0]))
+    assert first.tolist() == [2, -1, 0, 0] and later.tolist() == [True, False, False, False]
 
 
 def test_legality_counts_top1_steps_among_the_legal_ones():

@@ -467,14 +467,14 @@ def _with(change) -> dict:
     (lambda r: r["task"].update(n_test=10 ** 9), "task.n_test is 1000000000; it must be a whole "
                                                  "number in [1, 1,000,000] (MAX_SPLIT_SIZE)"),
     (lambda r: r["model"].update(n_params=10 ** 15), "(MAX_PARAMS)"),
-    (lambda r: r["scores"].update(world_model_score=1.5), "scores.world_model_score is 1.5; it "
-                                                          "is a share in [0, 1]"),
+    (lambda r: r["scores"].update(world_model_score=1.5), "scores.world_model_score: 1.5 is "
+                                                          "greater than the maximum of 1"),
     (lambda r: r["model"]["spectrum"].update(alpha=-0.5), "model.spectrum.alpha is -0.5"),
     (lambda r: r["scores"]["decodability"].update(value=1.7), "scores.decodability.value is "
                                                               "1.7; a normalised score is at "
                                                               "most 1"),
     (lambda r: r["per_layer"][0].update(metric="r2", test=3.0), "per_layer[0].test"),
-    (lambda r: r["per_layer_causal"][0].update(steering=2.0), "per_layer_causal[0].steering"),
+    (lambda r: r["per_cell"][0].update(iia=2.0), "per_cell[0].iia"),
     (lambda r: r["scores"]["causality"].update(ci95=[0.5, 1.2]), "scores.causality.ci95[1] is "
                                                                  "1.2"),
     (lambda r: r["probe"].update(seed=-3), "probe.seed is -3"),

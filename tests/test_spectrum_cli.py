@@ -118,5 +118,5 @@ def test_cli_report(tmp_path, capsys):
 def test_cli_report_without_spectrum_results(tmp_path, capsys):
     results.save(make(model="org/not-spectrum", family=None, alpha=None), tmp_path)
     assert main(["spectrum", "report", str(tmp_path)]) == 2
-    assert "no probekit.result/1 results of spectrum models" in capsys.readouterr().err
+    assert "no probekit.result/2 results of spectrum models" in capsys.readouterr().err
     assert main(["spectrum", "report", str(tmp_path / "missing")]) == 2

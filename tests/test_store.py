@@ -88,7 +88,7 @@ def _bad(kind: str) -> str:
 REJECTED = {"schema version": "schema 'probekit.result/0' is not supported",
             "missing field": "'n_test' is a required property",
             "NaN": "not valid JSON (NaN is not a number JSON allows",
-            "fingerprint": "does not match boxes v2 here",
+            "fingerprint": "does not match boxes v3 here",
             "per_layer": "decodability.value is",
             "escape": "model id '../../x' cannot be used as a file name"}
 
@@ -141,7 +141,7 @@ def test_one_task_version_keeps_one_fingerprint(tmp_path, capsys):
     assert main(["submit", str(a), "--store", str(root), "--allow-unregistered"]) == 0
     b = write(tmp_path, "b.json", _unregistered("bbbbbbbbbbbbbbbb", "org/b"))
     assert main(["submit", str(b), "--store", str(root), "--allow-unregistered"]) == 2
-    assert "task maze v2 has results with fingerprints" in capsys.readouterr().err
+    assert "task maze v3 has results with fingerprints" in capsys.readouterr().err
     assert len(store.Store(root).files()) == 1
 
 

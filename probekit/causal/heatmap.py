@@ -30,6 +30,17 @@ def plot_causal(result: dict[str, Any], path: Path) -> Path:
     scopes = [s for s in ("layer", "onward") if any(r["scope"] == s and r["featurizer"]
                                                       for r in rows)]
     head = result["scores"].get("causality") or {}
+    if not feats or not scopes:  # no cell could be tested: a figure that says why
+        fig, ax = plt.subplots(figsize=(6.4, 1.6))
+        ax.axis("off")
+        reason = result["scores"].get("causality_reason") or "no cell could be tested"
+        ax.text(0.5, 0.5, f"{result['model']['id']} on {result['task']['name']}: no causal "
+                f"cell could be tested\n{reason}", ha="center", va="center", fontsize=8,
+                wrap=True)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+        plt.close(fig)
+        return path
     fig, axes = plt.subplots(len(scopes), len(feats), squeeze=False,
                              figsize=(1.0 + 2.1 * len(feats),
                                       0.9 + 0.42 * len(layers) * len(scopes)))

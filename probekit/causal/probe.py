@@ -388,7 +388,8 @@ class _Engine:
         bar = phase("causal", f"{self.task_name} {pairs.split} pairs".lstrip(), total=n_pairs,
                     unit="pairs", show=self.probe.progress)
         bar.summary = (f"{n_pairs} pairs × {len(cells)} cells × "
-                       f"{'/'.join(featurizers)}"
+                       + ("/".join(featurizers) if featurizers else
+                          "no headline featurizer (probe, das): clean runs only")
                        + (", steering" if steering and self.probes is not None else ""))
         for pb in bar.wrap(batches):
             clean = self.clean(pb)

@@ -270,6 +270,11 @@ class CausalResult:
         """Why there is no headline (None when there is one)."""
         if self.headline() is not None:
             return None
+        if not self.test.scored.any():
+            dropped = ", ".join(f"{k} {v}" for k, v in self.test.why_dropped().items())
+            return (f"no pair can be scored: all {self.test.drawn} test pairs were dropped "
+                    f"({dropped or 'none drawn'}); the model must read both episodes of a pair "
+                    "right (CausalProbe(filter_correct=False) scores them all)")
         if not any(self.reachable(c) for c in self.cells):
             return "no reachable cell: no patch at the chosen layers can move the readout"
         return ("no reachable probe or DAS cell at the read positions (read, last) below the "

@@ -214,7 +214,7 @@ class PredictionProbe:
     def _measure(self, model: Adapter, pairs: dict[str, Any], kind: str,
                  legal: dict[str, Any] | None) -> Measured:
         """Surprise [N, S] of every pair's two episodes, checked, and legality hits."""
-        from tqdm.auto import tqdm
+        from probekit.progress import phase
 
         n = len(pairs["step"])
         half = max(1, self.batch_size // 2)
@@ -222,9 +222,10 @@ class PredictionProbe:
         firsts, shared = [], []
         hits = steps = 0
         repeat = 0.0
-        bar = tqdm(total=n, desc=f"prediction {kind} {model.identity.id}",
-                   disable=not self.progress, leave=False)
-        for lo in range(0, n, half):
+        bar = phase("prediction", f"{kind} surprise of {model.identity.id}", total=n,
+                    unit="pairs", show=self.progress)
+        bar.summary = f"{n} violation pairs × 2 episodes, {kind} surprise"
+        for lo in bar.wrap(range(0, n, half)):
             hi = min(n, lo + half)
             rows = pairs["possible"][lo:hi] + pairs["impossible"][lo:hi]
             batch = model.batch(rows)
@@ -238,7 +239,9 @@ class PredictionProbe:
                                      f"relative); surprise must be deterministic — put the "
                                      "model in eval mode (no dropout)")
             k = hi - lo
-            first, later = _first_difference(batch.inputs, k)
+            step = torch.as_tensor(np.asarray(pairs["step"][lo:hi]), dtype=torch.long)
+            until = batch.positions[:k].gather(1, step[:, None])[:, 0].numpy()
+            first, later = _first_difference(batch.inputs, k, until)
             firsts.append(np.where(later, 1, first))  # 1: scorable; 0, -1: why not
             # steps whose inputs all come before the first difference: the same for both
             ends = batch.positions[:k].numpy()
@@ -249,7 +252,6 @@ class PredictionProbe:
                 h, s = _legal_hits(out.top1[:k], pairs["possible"][lo:hi], legal)
                 hits, steps = hits + h, steps + s
             bar.update(k)
-        bar.close()
         pos = torch.cat(surprise["possible"]).numpy()
         imp = torch.cat(surprise["impossible"]).numpy()
         prefix = _prefix_check(model, kind, pos, imp, np.concatenate(shared), pairs["step"],
@@ -260,10 +262,13 @@ class PredictionProbe:
                         repeat_max_diff=repeat)
 
 
-def _first_difference(inputs: dict[str, torch.Tensor], k: int) -> tuple[np.ndarray, np.ndarray]:
+def _first_difference(inputs: dict[str, torch.Tensor], k: int,
+                      until: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per pair (rows i and k + i of a batch), the first input position where the model's
-    inputs differ (-1: nowhere), and whether they differ after position 0 (a difference at
-    position 0 alone cannot surprise: nothing comes before it)."""
+    inputs differ (-1: nowhere), and whether they differ after position 0 and at most at
+    position `until[i]` (the violating step's last input): a difference at position 0 alone
+    cannot surprise, nothing comes before it, and a difference only in later steps is a
+    consequence of the violation, not the violation."""
     differ = None
     for name, x in inputs.items():
         if name == "attention_mask":
@@ -272,6 +277,9 @@ def _first_difference(inputs: dict[str, torch.Tensor], k: int) -> tuple[np.ndarr
         differ = d if differ is None else differ | d
     first = torch.where(differ.any(1), differ.float().argmax(1).long(),
                         torch.full((k,), -1, dtype=torch.long))
+    if until is not None:
+        cols = torch.arange(differ.shape[1])[None, :]
+        differ = differ & (cols <= torch.as_tensor(until, dtype=torch.long)[:, None])
     return first.numpy(), differ[:, 1:].any(1).numpy()
 
 

@@ -138,7 +138,7 @@ class SpectrumTrainer:
                held_out: Episodes, monitor: CollapseMonitor, desc: str) -> list[dict[str, float]]:
         """The optimisation loop; returns one record per log step (mean loss terms since the
         last record, EMA momentum, effective rank and spread of the held-out latents)."""
-        from tqdm.auto import tqdm
+        from probekit.progress import phase
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
@@ -150,8 +150,9 @@ class SpectrumTrainer:
         history: list[dict[str, float]] = []
         sums: dict[str, float] = {}
         count = 0
-        bar = tqdm(range(self.steps), desc=desc, disable=not self.progress, leave=False)
-        for step in bar:
+        bar = phase("train", desc, total=self.steps, unit="steps", show=self.progress)
+        bar.summary = f"{self.steps} steps"
+        for step in bar.wrap(range(self.steps)):
             model.train()
             idx = torch.randint(len(data.x), (self.batch_size,), generator=gen)
             mask = data.mask[idx]
@@ -177,9 +178,10 @@ class SpectrumTrainer:
                                 "effective_rank": health.effective_rank,
                                 "spread": health.spread})
                 sums, count = {}, 0
-                bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items()
-                                 if k in ("token", "latent", "effective_rank")})
-        bar.close()
+                bar.summary = f"{step + 1} steps, " + ", ".join(
+                    f"{k} {v:.3f}" for k, v in history[-1].items()
+                    if k in ("token", "latent", "effective_rank") and v is not None)
+            bar.update()
         return history
 
     def save(self, folder: str | Path) -> Path:
