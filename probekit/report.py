@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -95,36 +94,65 @@ class Report:
         return paths
 
     def __str__(self) -> str:
-        """The summary as a readable text table (normalised scores: chance 0, perfect 1)."""
-        from rich.console import Console
-        from rich.table import Table
+        """The summary, one block per (model, task), each axis on its own line with its
+        interval, where it was measured and its null — readable in a terminal or a log of any
+        width. Scores are normalised (chance 0, perfect 1; VoE: chance 0.5)."""
+        def num(x: float | None, digits: int = 3) -> str:
+            return "—" if x is None else f"{x:.{digits}f}"
 
-        def num(x: float | None) -> str:
-            return "—" if x is None else f"{x:.3f}"
+        def interval(x: float | None, ci: list[float] | None) -> str:
+            if x is None:
+                return "—"
+            return f"{x:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{x:.3f}"
 
-        def interval(x: float | None, lo: float | None, hi: float | None) -> str:
-            return "—" if x is None else f"{x:.3f} [{lo:.2f}, {hi:.2f}]" if lo is not None \
-                else f"{x:.3f}"
-
-        table = Table("model", "task", "layer", "decodability (late) [95% CI]", "pooled",
-                      "selectivity", "random init", "causal gain [95% CI]", "causal site",
-                      "VoE, chance 0.5 [95% CI]", "VoE random init", "legal top-1 [95% CI]",
-                      "world model", "verdict",
-                      title="probekit — normalised scores (chance 0, perfect 1)")
-        for r in self.summary.iter_rows(named=True):
-            table.add_row(r["model"], r["task"], r["layer"],
-                          interval(r["decodability"], r["ci95_lo"], r["ci95_hi"]),
-                          num(r["pooled"]), num(r["selectivity"]), num(r["random_init"]),
-                          interval(r["causal_gain"], r["causal_lo"], r["causal_hi"]),
-                          r["causal_site"] or "—",
-                          interval(r["voe"], r["voe_lo"], r["voe_hi"]),
-                          num(r["voe_random_init"]),
-                          interval(r["legal_top1"], r["legal_lo"], r["legal_hi"]),
-                          num(r["world_model_score"]),
-                          r["verdict"] or "—")
-        console = Console(width=200, record=True, file=open(os.devnull, "w"))
-        console.print(table)
-        return console.export_text().rstrip()
+        lines = ["probekit — normalised scores (chance 0, perfect 1; VoE chance 0.5)"]
+        for r in self.results:
+            s = r["scores"]
+            d, c, p = s["decodability"], s.get("causality"), s.get("prediction")
+            lines.append("")
+            lines.append(f"{r['model']['id']} · {r['task']['name']} · verdict "
+                         f"{s.get('verdict') or '—'} · world-model score "
+                         f"{num(s.get('world_model_score'))}")
+            mdl = d.get("mdl") or {}
+            extra = (f"; MDL {mdl['compression']:.1f}× (random init "
+                     f"{num(mdl.get('random_init_compression'), 1)}×)"
+                     if mdl.get("compression") is not None else "")
+            lines.append(f"  decodability  {interval(d['value'], d.get('ci95')):<20} late steps "
+                         f"at {d['layer']}; pooled {num(d.get('pooled'))}; selectivity "
+                         f"{num(d.get('selectivity'))}; random init {num(d.get('random_init'))}"
+                         f"{extra}")
+            if c is not None:
+                lines.append(f"  causality     {interval(c['gain'], c.get('ci95')):<20} gain at "
+                             f"{c['layer']} {c['positions']} ({c['scope']}) {c['featurizer']}, "
+                             f"{c['readout']} readout, {c['pairs']} pairs; random control "
+                             f"{num(c.get('random_control'))}; full patch "
+                             f"{num(c.get('full_upper_bound'))}")
+            else:
+                lines.append(f"  causality     —                    "
+                             f"{s.get('causality_reason') or 'not measured'}")
+            if p is not None:
+                twin = p.get("random_init") or {}
+                legal = (f"; legal top-1 {interval(p['legal_top1'], p.get('legal_ci95'))}"
+                         if p.get("legal_top1") is not None else "")
+                lines.append(f"  prediction    {interval(p['voe'], p.get('ci95')):<20} VoE "
+                             f"({p['surprise']} surprise, {p['pairs']} pairs); AUROC "
+                             f"{num(p.get('auroc'))}; random init {num(twin.get('voe'))}"
+                             f"{legal}")
+            else:
+                lines.append(f"  prediction    —                    "
+                             f"{s.get('prediction_reason') or 'not measured'}")
+        return "\n".join(_wrap(line) for line in lines)
 
     def __repr__(self) -> str:
         return f"Report({len(self.results)} results)\n{self}"
+
+
+def _wrap(line: str, width: int = 100) -> str:
+    """An axis line wrapped under its details (column 37), other lines as they are."""
+    import textwrap
+
+    if not line.startswith("  ") or len(line) <= width:
+        return line
+    head, detail = line[:37], line[37:]
+    return textwrap.fill(detail, width=width, initial_indent=head,
+                         subsequent_indent=" " * 37, break_on_hyphens=False)
