@@ -52,6 +52,10 @@ class DataError(UserError):
     the remedy is a different input (CLI exit code 2)."""
 
 
+class TooLongError(DataError):
+    """Episodes longer than the model reads (its context or position table)."""
+
+
 class ResultError(UserError):
     """A results file that is malformed or inconsistent."""
 

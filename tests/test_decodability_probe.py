@@ -299,3 +299,20 @@ def test_on_the_quickstart_mdl_ranks_the_model_above_its_random_init_twin():
     assert s["pooled"] > s["value"]  # the last quarter is harder than the episode on average
     late_long = [r["test_long"] for r in result.rows() if r["depth"] == "q4"]
     assert len(late_long) == len(result.targets) and None not in late_long
+
+
+def test_test_long_is_left_out_with_a_warning_where_the_model_cannot_read_it():
+    """gridworld-5x5's test_long episodes (389 positions) are longer than the spectrum
+    references read (256): the headline splits are probed, test_long is left out and said so."""
+    from probekit.adapters import load_model
+    from probekit.errors import ProbekitWarning
+    from probekit.tasks import load_task
+
+    adapter = load_model("spectrum-gridworld-5x5-a0", device="cpu")
+    task = load_task("gridworld-5x5").limited(24)
+    with pytest.warns(ProbekitWarning, match="test_long left out .* reads at most 256"):
+        result = DecodabilityProbe(control=False, mdl=False, progress=False).run(
+            adapter, task, ["block.1"])
+    rows = result.rows()
+    assert rows and all(r["test_long"] is None for r in rows)
+    assert all(r["test"] is not None for r in rows)

@@ -26,7 +26,7 @@ from probekit.adapters.base import (
     resolve_device,
     state_sha256,
 )
-from probekit.errors import DataError, ModelError, NetworkError
+from probekit.errors import DataError, ModelError, NetworkError, TooLongError
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -394,7 +394,7 @@ class HFAdapter(Adapter):
         length = enc["input_ids"].shape[1]
         cut = self.max_length if self.max_length and length > self.max_length else None
         if cut and not self.truncate:
-            raise DataError(f"episodes are {length} tokens long but {self.identity.id} reads "
+            raise TooLongError(f"episodes are {length} tokens long but {self.identity.id} reads "
                             f"at most {cut}; use a task with shorter episodes or pass "
                             "truncate=True (--truncate) to cut the text after the last step")
         offsets = enc["offset_mapping"]

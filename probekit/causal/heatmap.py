@@ -88,7 +88,7 @@ def plot_causal(result: dict[str, Any], path: Path) -> Path:
     fig.subplots_adjust(left=0.08, right=0.86, top=0.86, bottom=0.16, wspace=0.08, hspace=0.45)
     if image is not None:
         bar = fig.colorbar(image, cax=fig.add_axes([0.89, 0.2, 0.018, 0.62]))
-        bar.set_label("gain = (IIA − b) / (1 − b)", fontsize=7)
+        bar.set_label("gain = (IIA − b) / (source accuracy − b)", fontsize=7)
         bar.ax.tick_params(labelsize=6)
     fig.legend(handles=[Patch(fc="#d9d9d9", label="— not testable: cannot reach the readout"),
                         Patch(fc="white", ec="black", lw=2, label="headline cell")],

@@ -26,7 +26,7 @@ from probekit.decodability.data import (
 )
 from probekit.decodability.mdl import MDL_PENALTY, online_bits, uniform_bits
 from probekit.decodability.result import DecodabilityResult
-from probekit.errors import DataError, ProbekitWarning, UnknownNameError, UserError
+from probekit.errors import DataError, ProbekitWarning, TooLongError, UnknownNameError, UserError
 from probekit.extraction import AUTOCAST, extract
 from probekit.latents import Latents
 from probekit.probes import DEFAULT_PENALTIES, LinearProbes, fit_linear_probes
@@ -116,6 +116,7 @@ class DecodabilityProbe:
         keep = self._targets(labels)
         targets = [labels.targets[j] for j in keep]
         names, latents = self._latents(model, task, layers, splits, labels, "model")
+        splits = [s for s in splits if s in latents]  # test_long only where the model reads it
         twin_latents = None
         if twin is not None:
             _, twin_latents = self._latents(twin, task, names, SPLITS, labels, "twin")
@@ -240,9 +241,17 @@ class DecodabilityProbe:
                 raise UserError(f"the {who} is an Adapter, which needs a registered Task; pass "
                                 "a dict of latents with Labels instead")
             names = source.check_layers(list(layers) if layers is not None else None)
-            out = {s: extract(source, task, s, names, batch_size=self.batch_size,
-                              autocast=self.autocast, progress=self.progress) for s in splits}
-            return names, dict(out)
+            out: dict[str, np.ndarray | Latents] = {}
+            for s in splits:
+                try:
+                    out[s] = extract(source, task, s, names, batch_size=self.batch_size,
+                                     autocast=self.autocast, progress=self.progress)
+                except TooLongError as e:
+                    if s != LONG:
+                        raise
+                    warnings.warn(f"{task.name}: {LONG} left out for {source.identity.id}: {e}",
+                                  ProbekitWarning, stacklevel=3)
+            return names, out
         if not isinstance(source, Mapping):
             raise UserError(f"the {who} must be an Adapter or a dict {{split: Latents or array "
                             f"[layers, episodes, steps, dim]}}, got {type(source).__name__}")

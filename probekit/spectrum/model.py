@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from probekit.errors import ModelError, UserError
+from probekit.errors import ModelError, TooLongError, UserError
 
 INPUTS = ("tokens", "obs")
 
@@ -112,7 +112,7 @@ class Embed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[1]
         if T > self.max_len:
-            raise ModelError(f"inputs are {T} positions long but the model reads at most "
+            raise TooLongError(f"inputs are {T} positions long but the model reads at most "
                              f"{self.max_len}; use a task with shorter episodes")
         return self.content(x) + self.position(torch.arange(T, device=x.device))
 
