@@ -27,10 +27,10 @@ quickstart: setup
 	$(VENV)/bin/probekit eval boxes-gpt2-tiny --tasks boxes --out results/ $(EVAL_ARGS)
 	@echo "next: source $(VENV)/bin/activate   # puts probekit on the PATH; then probekit --help"
 
-# One OpenMP thread per process: on a shared 2-core machine torch's spinning threads otherwise
-# slow small probes down many times over.
+# One process per core (pytest-xdist; a test file stays on one worker, so its fixtures are made
+# once), one OpenMP thread per process: more threads would only contend for the same cores.
 test: setup
-	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n auto --dist loadfile
 
 # ruff (pyflakes, pycodestyle, isort, bugbear, pyupgrade) and mypy on probekit/; both come with
 # the dev extra. No formatter runs: the code keeps its own layout.

@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from probekit.errors import ResultError, UserError
-from probekit.io import stable_hash, write_json
+from probekit.io import write_json
 
 SCHEMA = "probekit.result/1"
 MAX_NAME = 96
@@ -28,15 +28,6 @@ TASK_NAME_RULE = (f"letters, digits, '-' or '_' (ASCII only), starting with a le
 SEPARATOR = "__"
 
 
-def run_id(result: dict[str, Any]) -> str:
-    """Hash of model sha + task fingerprint + probe config + seeds + package versions."""
-    env = result.get("env", {})
-    return stable_hash({
-        "model": result["model"]["sha256"],
-        "task": result["task"]["fingerprint"],
-        "probe": result["probe"],
-        "packages": {k: env.get(k) for k in ("probekit", "torch", "transformers", "captum")},
-    })
 
 
 def check_name(text: Any, what: str, error: type[UserError] = ResultError,

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from probekit import schema
 from probekit.cli import build_parser, main
 from probekit.errors import ProbekitError
-from probekit.results import run_id
+from probekit.record import run_id
 from probekit.tasks import REQUIRED_SPLITS, BUILTIN_TASKS, Task, TaskSpec
 from tests.micro import MICRO_TASK, error_line, write_task
 from tests.result_factory import make

@@ -16,7 +16,8 @@ import pytest
 from probekit import leaderboard, record
 from probekit.cli import main
 from probekit.errors import ResultError, UserError
-from probekit.results import run_id, save
+from probekit.record import run_id
+from probekit.results import save
 from tests.leaderboard_fixtures import CHROMIUM, Browser, superseded, untested
 from tests.result_factory import make
 

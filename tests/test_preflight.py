@@ -450,7 +450,7 @@ def test_include_paths_are_read_one_folder_deep(tmp_path, capsys):
 # --- results that cannot be true ----------------------------------------------------------
 
 def _with(change) -> dict:
-    from probekit.results import run_id
+    from probekit.record import run_id
     from tests.result_factory import make
 
     r = make()

@@ -264,7 +264,7 @@ def test_the_pickle_check_detects_pickles():
     (lambda s: s.update(verdict="neither"), "verdict is 'neither' but"),
 ])
 def test_a_submission_whose_summary_does_not_follow_is_refused(tmp_path, capsys, edit, needle):
-    from probekit.results import run_id
+    from probekit.record import run_id
 
     result = make(gain=0.3)
     edit(result["scores"])

@@ -11,7 +11,7 @@ from probekit import store
 from probekit.cli import main
 from probekit.errors import ResultError
 from probekit.io import write_json
-from probekit.results import run_id
+from probekit.record import run_id
 from tests.result_factory import example, make
 
 STORED = Path("results/probekit__spectrum-ntp/a41c2e9f07b3/boxes.json")

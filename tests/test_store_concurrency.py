@@ -20,7 +20,7 @@ import pytest
 
 from probekit import store
 from probekit.io import write_json
-from probekit.results import run_id
+from probekit.record import run_id
 from tests import store_worker
 from tests.result_factory import make
 

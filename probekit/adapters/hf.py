@@ -158,35 +158,34 @@ def _load_config(transformers: Any, name: str, revision: str | None,
                  trust_remote_code: bool) -> Any:
     """AutoConfig, with any failure to build the config (a field of the wrong type, say) as a
     one-line ModelError; load errors and network failures pass through to the caller."""
-    try:
-        return transformers.AutoConfig.from_pretrained(name, revision=revision,
-                                                       trust_remote_code=trust_remote_code)
-    except LOAD_ERRORS:
-        raise
-    except Exception as e:
-        if is_network_failure(e):
-            raise
-        text = " ".join(str(e).split()) or type(e).__name__
-        raise ModelError(f"config.json of {name!r} is not a valid config ({text[:200]}); "
-                         "restore the config saved with the weights") from None
+    return _built(transformers.AutoConfig, name, revision, trust_remote_code, lambda e, text: (
+        f"config.json of {name!r} is not a valid config ({text[:200]}); restore the config "
+        "saved with the weights"))
 
 
 def _load_tokenizer(transformers: Any, name: str, revision: str | None,
                     trust_remote_code: bool) -> Any:
     """AutoTokenizer, with any failure to build it from its files (a list where an object
     belongs, a token of the wrong type) as a one-line ModelError."""
+    return _built(transformers.AutoTokenizer, name, revision, trust_remote_code, lambda e, text: (
+        f"the tokenizer files of {name!r} cannot be loaded ({type(e).__name__}: {text[:200]}); "
+        "save the tokenizer again with tokenizer.save_pretrained()"))
+
+
+def _built(auto: Any, name: str, revision: str | None, trust_remote_code: bool,
+           message: Any) -> Any:
+    """`auto.from_pretrained(name)`; a failure to build the object from its files becomes a
+    ModelError with `message(error, its text on one line)`, while load errors and network
+    failures pass through to the caller."""
     try:
-        return transformers.AutoTokenizer.from_pretrained(name, revision=revision,
-                                                          trust_remote_code=trust_remote_code)
+        return auto.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
     except LOAD_ERRORS:
         raise
     except Exception as e:
         if is_network_failure(e):
             raise
         text = " ".join(str(e).split()) or type(e).__name__
-        raise ModelError(f"the tokenizer files of {name!r} cannot be loaded ({type(e).__name__}: "
-                         f"{text[:200]}); save the tokenizer again with "
-                         "tokenizer.save_pretrained()") from None
+        raise ModelError(message(e, text)) from None
 
 
 def check_config(name: str, config: Any) -> None:

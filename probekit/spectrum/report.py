@@ -27,6 +27,10 @@ TITLES = {"decodability": "decodability, late steps (chance 0)",
 BASELINES = {"decodability": "random_init", "causal_gain": "random_control",
              "voe": "voe_random_init"}
 CHANCE = {"voe": 0.5}  # the panel's reference line (0 elsewhere)
+# Every score is bounded above by 1; a t interval over few seeds is not, so the panels keep to
+# the scores' range and an interval that leaves it is cut at the edge.
+YLIM = {"decodability": (-0.4, 1.05), "selectivity": (-0.4, 1.05),
+        "causal_gain": (-0.4, 1.05), "voe": (0.3, 1.05)}
 
 
 def collect(folder: str | Path) -> pl.DataFrame:
@@ -139,11 +143,19 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
         if missing:
             ax.text(0.98, 0.98, "not scored: " + ", ".join(missing), ha="right", va="top",
                     transform=ax.transAxes, color="grey", fontsize=7)
+        unscored = sorted({f"a={a:g}" for a, v in zip(summary["alpha"], summary[s])
+                           if v is None} - {f"a={a:g}" for a, v in zip(summary["alpha"],
+                                                                        summary[s])
+                                            if v is not None})
+        if unscored and not missing:
+            ax.text(0.98, 0.02, f"{', '.join(unscored)}: not scored (see the table)",
+                    ha="right", va="bottom", transform=ax.transAxes, color="grey", fontsize=7)
+        ax.set_ylim(*YLIM[s])
     axes[0].legend(fontsize=8, title="task (dashed: random init)", title_fontsize=8)
     axes[2].text(0.02, 0.02, "dashed: random subspace of the same rank",
                  transform=axes[2].transAxes, fontsize=7, color="grey")
-    fig.suptitle("probekit spectrum: scores against a (mean, 95% interval; dots: seeds)",
-                 fontsize=10)
+    fig.suptitle("probekit spectrum: scores against a (mean, 95% t-interval over seeds, cut at "
+                 "the panel's edge; dots: seeds)", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
