@@ -156,9 +156,10 @@ class DecodabilityResult:
         shown = [d for d in self.depths if d != "all"]
         at = [self.depths.index(d) for d in shown]
         twin = None if self.raw_twin is None else self.curve("random_init:test")[:, at]
+        long = self.curve(LONG)[self.layer_index, at] if LONG in self.raw else None
         return draw_depth(self.layers, shown, self.curve("test")[:, at], twin, self.layer_index,
                           self.late, title or f"{self.name}: does the state stay readable late "
-                          "in the episode?", path)
+                          "in the episode?", path, long=long)
 
 
 def plot_depth(result: dict[str, Any], path: str | Path) -> Path:
@@ -180,15 +181,19 @@ def plot_depth(result: dict[str, Any], path: str | Path) -> Path:
 
     twin = None if all(r["random_init"] is None for r in rows) else curve("random_init")
     chosen = layers.index(result["scores"]["decodability"]["layer"])
+    long = None if all(r.get("test_long") is None for r in rows) else curve("test_long")[chosen]
     title = (f"{result['model']['id']} on {result['task']['name']}: does the state stay "
              "readable late in the episode?")
-    return draw_depth(layers, shown, curve("test"), twin, chosen, record.LATE, title, path)
+    return draw_depth(layers, shown, curve("test"), twin, chosen, record.LATE, title, path,
+                      long=long)
 
 
 def draw_depth(layers: list[str], shown: list[str], model: np.ndarray, twin: np.ndarray | None,
-               chosen: int, late: str, title: str, path: str | Path) -> Path:
+               chosen: int, late: str, title: str, path: str | Path,
+               long: np.ndarray | None = None) -> Path:
     """Normalised decodability [layers, depths] against depth, one line per layer, the twin
-    dashed in the same colours, the chosen layer emphasised, the legend outside the axes."""
+    dashed in the same colours, the chosen layer emphasised, the legend outside the axes;
+    `long`, the chosen layer on the held-out longer episodes (test_long), dotted in black."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,6 +214,9 @@ def draw_depth(layers: list[str], shown: list[str], model: np.ndarray, twin: np.
         if twin is not None:
             ax.plot(x, twin[i], "--", **{**style, "lw": style["lw"] * 0.6,
                                          "alpha": style["alpha"] * 0.8})
+    if long is not None and not np.all(np.isnan(long)):
+        ax.plot(x, long, ":s", color="black", lw=1.6, ms=4, zorder=4,
+                label=f"{layers[chosen]} on test_long\n(longer episodes)")
     ax.axhline(0, color="grey", lw=0.8, ls=":")
     ax.set_xticks(x, [d if d != late else f"{d}\n(headline)" for d in shown])
     ax.set_xlabel("step depth (quarters of the episode, then the last step)")
@@ -216,7 +224,9 @@ def draw_depth(layers: list[str], shown: list[str], model: np.ndarray, twin: np.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         low = min(-0.05, np.nanmin(model) - 0.05,
-                  np.nanmin(twin) - 0.05 if twin is not None else 0)
+                  np.nanmin(twin) - 0.05 if twin is not None else 0,
+                  np.nanmin(long) - 0.05 if long is not None and not np.all(np.isnan(long))
+                  else 0)
     ax.set_ylim(low, 1.05)
     ax.set_title(title, fontsize=10)
     handles, names = ax.get_legend_handles_labels()
