@@ -125,7 +125,22 @@ function matches(id, family) {
   return (!state.family || family === state.family) && (!q || id.toLowerCase().includes(q));
 }
 
-function visibleModels() { return DATA.models.filter((m) => matches(m.id, m.family_label)); }
+// The rows of the chosen task: a model evaluated on other tasks only is left out (and counted
+// under the table), so a store of single-task models does not fill the board with dashes.
+function visibleModels() {
+  const scores = scoresOf(state.task);
+  return DATA.models.filter((m) => matches(m.id, m.family_label)
+    && (!DATA.tasks.length || scores[m.key]));
+}
+
+function elsewhere() {
+  const scores = scoresOf(state.task);
+  const n = DATA.models.filter((m) => matches(m.id, m.family_label) && !scores[m.key]).length;
+  const note = document.getElementById("elsewhere");
+  note.hidden = n === 0 || !DATA.tasks.length;
+  note.textContent = `${n} more model${n === 1 ? " has" : "s have"} no result on `
+    + `${state.task}; choose another task above to see ${n === 1 ? "it" : "them"}.`;
+}
 
 function sorted(models) {
   const col = BY_KEY.get(state.sort);
@@ -612,6 +627,7 @@ function render() {
   const scored = models.filter((m) => scores[m.key]);
   selected = scored.some((m) => m.key === state.model) ? state.model : scored[0]?.key;
   renderTable(models);
+  elsewhere();
   renderScatter(models);
   renderCurves(models);
   renderSuperseded();

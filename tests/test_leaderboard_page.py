@@ -347,3 +347,20 @@ def test_a_prediction_column_appears_only_once_a_result_has_the_axis(tmp_path):
         with_heads, with_cells = b.evaluate(heads), dict(b.evaluate(cells))
     assert "prediction" not in without and "prediction" in with_heads
     assert with_cells == {key(predicted): "0.41", key(plain): "—"}
+
+
+@needs_chromium
+def test_a_model_without_a_result_on_the_chosen_task_is_left_out_and_counted(tmp_path):
+    here, other = make(model="org/here"), make(model="org/elsewhere")
+    other["task"].update(name="s5", fingerprint="0123456789abcdef")
+    other["run_id"] = run_id(other)
+    page = tmp_path / "index.html"
+    page.write_text(leaderboard.render(leaderboard.page_data([here, other])))
+    with Browser(tmp_path) as b:
+        shown = b.open(page, 1280, 800).evaluate(
+            "({rows: [...document.querySelectorAll('#rows tr')].map((tr) => tr.dataset.model),"
+            " note: document.getElementById('elsewhere').textContent,"
+            " hidden: document.getElementById('elsewhere').hidden,"
+            " errors: window.__errors})")
+    assert shown["errors"] == [] and shown["rows"] == [key(here)]
+    assert not shown["hidden"] and shown["note"].startswith("1 more model has no result on ")
