@@ -22,7 +22,7 @@ from probekit.intervals import clopper_pearson
 
 HEADLINE_FEATURIZERS = ("probe", "das")
 HEADLINE_POSITIONS = ("read", "last")
-MIN_PAIRS = 10  # a cell scored on fewer pairs is not a headline candidate
+MIN_PAIRS = 10  # a cell scored on fewer pairs (selection or test) is not a headline candidate
 
 Cell = tuple[str, str, str]  # layer, positions, scope
 
@@ -262,6 +262,9 @@ class CausalResult:
                 s = val.stats(cell, feat)
                 if s is None or s["gain"] is None or s["pairs"] < MIN_PAIRS:
                     continue
+                t = self.test.stats(cell, feat)  # and enough pairs to report it on
+                if t is None or t["pairs"] < MIN_PAIRS:
+                    continue
                 if s["gain"] > best:
                     best, choice = s["gain"], (cell, feat)
         return choice
@@ -278,7 +281,7 @@ class CausalResult:
         if not any(self.reachable(c) for c in self.cells):
             return "no reachable cell: no patch at the chosen layers can move the readout"
         return ("no reachable probe or DAS cell at the read positions (read, last) below the "
-                f"input layer with at least {MIN_PAIRS} scored pairs on the selection split")
+                f"input layer with at least {MIN_PAIRS} scored pairs on the selection and test splits")
 
     def ceiling(self) -> dict[str, Any]:
         """The ceiling check on the test pairs: patching every differing input position at the
