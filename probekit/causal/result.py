@@ -281,7 +281,8 @@ class CausalResult:
         if not any(self.reachable(c) for c in self.cells):
             return "no reachable cell: no patch at the chosen layers can move the readout"
         return ("no reachable probe or DAS cell at the read positions (read, last) below the "
-                f"input layer with at least {MIN_PAIRS} scored pairs on the selection and test splits")
+                f"input layer with at least {MIN_PAIRS} scored pairs on the selection and test "
+                "splits")
 
     def ceiling(self) -> dict[str, Any]:
         """The ceiling check on the test pairs: patching every differing input position at the
