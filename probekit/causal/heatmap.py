@@ -21,8 +21,6 @@ def plot_causal(result: dict[str, Any], path: Path) -> Path:
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.patches import Patch, Rectangle
 
-    from probekit.io import atomic_path
-
     rows = [r for r in result["per_cell"] if r["featurizer"] != "steer"]
     layers = list(dict.fromkeys(r["layer"] for r in rows))
     positions = [p for p in POSITIONS if any(r["positions"] == p for r in rows)]
@@ -37,10 +35,7 @@ def plot_causal(result: dict[str, Any], path: Path) -> Path:
         ax.text(0.5, 0.5, f"{result['model']['id']} on {result['task']['name']}: no causal "
                 f"cell could be tested\n{reason}", ha="center", va="center", fontsize=8,
                 wrap=True)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-        plt.close(fig)
-        return path
+        return _save(fig, path)
     fig, axes = plt.subplots(len(scopes), len(feats), squeeze=False,
                              figsize=(1.0 + 2.1 * len(feats),
                                       0.9 + 0.42 * len(layers) * len(scopes)))
@@ -93,6 +88,15 @@ def plot_causal(result: dict[str, Any], path: Path) -> Path:
     fig.legend(handles=[Patch(fc="#d9d9d9", label="— not testable: cannot reach the readout"),
                         Patch(fc="white", ec="black", lw=2, label="headline cell")],
                loc="lower center", ncol=2, fontsize=7, frameon=False)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    """Write `fig` to `path` as PNG (atomically) and free it."""
+    import matplotlib.pyplot as plt
+
+    from probekit.io import atomic_path
+
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)

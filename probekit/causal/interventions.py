@@ -57,11 +57,7 @@ class Swap:
         pos, values, basis, full = self.pos, self.values, self.basis, self.full
 
         def run(h: torch.Tensor) -> torch.Tensor:
-            p = pos.to(h.device)
-            ok = (p >= 0)[..., None]
-            idx = p.clamp_min(0)
-            rows = torch.arange(h.shape[0], device=h.device)[:, None].expand_as(idx)
-            cur = h[rows, idx]
+            rows, idx, ok, cur = _gather(h, pos)
             delta = values.to(device=h.device, dtype=h.dtype) - cur
             if basis is not None:
                 Q = basis.to(device=h.device, dtype=h.dtype)
@@ -75,6 +71,16 @@ class Swap:
             return h.index_put((rows, idx), new)
 
         return run
+
+
+def _gather(h: torch.Tensor, pos: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Row and position indices of `pos` [R, P] in `h` [R, T, D] (-1 clamped to 0), which of
+    them are real (`ok` [R, P, 1]) and the vectors there [R, P, D]."""
+    p = pos.to(h.device)
+    idx = p.clamp_min(0)
+    rows = torch.arange(h.shape[0], device=h.device)[:, None].expand_as(idx)
+    return rows, idx, (p >= 0)[..., None], h[rows, idx]
 
 
 @dataclass
@@ -91,11 +97,7 @@ class Add:
         pos, vectors = self.pos, self.vectors
 
         def run(h: torch.Tensor) -> torch.Tensor:
-            p = pos.to(h.device)
-            ok = (p >= 0)[..., None]
-            idx = p.clamp_min(0)
-            rows = torch.arange(h.shape[0], device=h.device)[:, None].expand_as(idx)
-            cur = h[rows, idx]
+            rows, idx, ok, cur = _gather(h, pos)
             new = torch.where(ok, cur + vectors.to(device=h.device, dtype=h.dtype)[:, None], cur)
             return h.index_put((rows, idx), new)
 

@@ -138,6 +138,11 @@ class Outcomes:
             bhit = (un["pred"][valid] == cf).astype(float)
         return hit, bhit, has_b, self.source_ok[valid].astype(float)
 
+    def pairs(self, cell: Cell, featurizer: str) -> int:
+        """How many pairs one cell × featurizer scored (its source patch ran on them)."""
+        run = self.cells.get((cell, featurizer, "source"))
+        return 0 if run is None else int((run["pred"] >= 0).sum())
+
     def moved(self, cell: Cell, featurizer: str) -> bool:
         """Whether any source or unrelated patch of this cell moved the readout at all."""
         return any(bool(self.cells[(cell, featurizer, v)]["moved"].any())
@@ -262,8 +267,7 @@ class CausalResult:
                 s = val.stats(cell, feat)
                 if s is None or s["gain"] is None or s["pairs"] < MIN_PAIRS:
                     continue
-                t = self.test.stats(cell, feat)  # and enough pairs to report it on
-                if t is None or t["pairs"] < MIN_PAIRS:
+                if self.test.pairs(cell, feat) < MIN_PAIRS:  # and enough to report it on
                     continue
                 if s["gain"] > best:
                     best, choice = s["gain"], (cell, feat)

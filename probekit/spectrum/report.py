@@ -143,10 +143,8 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
         if missing:
             ax.text(0.98, 0.98, "not scored: " + ", ".join(missing), ha="right", va="top",
                     transform=ax.transAxes, color="grey", fontsize=7)
-        unscored = sorted({f"a={a:g}" for a, v in zip(summary["alpha"], summary[s])
-                           if v is None} - {f"a={a:g}" for a, v in zip(summary["alpha"],
-                                                                        summary[s])
-                                            if v is not None})
+        scored = summary.group_by("alpha").agg(pl.col(s).is_not_null().any()).sort("alpha")
+        unscored = [f"a={a:g}" for a, any_ in scored.iter_rows() if not any_]
         if unscored and not missing:
             ax.text(0.98, 0.02, f"{', '.join(unscored)}: not scored (see the table)",
                     ha="right", va="bottom", transform=ax.transAxes, color="grey", fontsize=7)
