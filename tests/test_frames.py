@@ -148,3 +148,79 @@ def test_bad_frames_fields_are_refused(change: dict, words: str):
 def test_the_registered_task():
     t = load_task("balls-2-frames")
     assert t.frames_per_step == 2 and t.spec.frames["size"] == 32
+
+
+# --- export, card and preview ---------------------------------------------------------------
+
+def test_export_writes_frames_and_a_preview(tmp_path: Path, monkeypatch):
+    import datasets
+    from PIL import Image
+
+    from probekit.data import export, preview_name, shard_path, stale_cards, write_cards
+
+    monkeypatch.setenv("PROBEKIT_CACHE", str(tmp_path / "cache"))
+    t = task()
+    out = export(t, tmp_path / "out")
+    back = datasets.load_dataset("parquet", data_files=str(out / shard_path("episodes", "test")),
+                                 split="train")
+    assert back.features["frames"] == t.dataset("test").features["frames"]
+    np.testing.assert_array_equal(np.asarray(back[0]["frames"], dtype=np.uint8),
+                                  t.generate("test", 0)[0].frames)
+    gif = out / preview_name(t)
+    assert f"]({gif.name})" in (out / "README.md").read_text()
+    with Image.open(gif) as im:  # 2×2 episodes of 32 pixels, 2-pixel borders, 3× larger
+        assert im.size == (3 * 70, 3 * 70) and im.n_frames > 1
+    # The cards folder keeps the preview beside the card and checks it for staleness.
+    include = [str(tmp_path / "tasks")]
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "frames-test.yaml").write_text(yaml.safe_dump(spec()))
+    write_cards(tmp_path / "cards", ["frames-test"], include)
+    assert (tmp_path / "cards" / "frames-test.gif").read_bytes() == gif.read_bytes()
+    assert stale_cards(tmp_path / "cards", ["frames-test"], include) == []
+    (tmp_path / "cards" / "frames-test.gif").write_bytes(b"GIF89a")
+    assert "frames-test.gif is missing or stale" in stale_cards(
+        tmp_path / "cards", ["frames-test"], include)[0]
+
+
+# --- the spectrum family on pixels ----------------------------------------------------------
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_spectrum_trains_on_frames_and_the_adapter_reads_them(alpha: float, tmp_path: Path,
+                                                              monkeypatch):
+    import torch
+
+    from probekit.adapters.spectrum import SpectrumAdapter
+    from probekit.spectrum import SpectrumTrainer
+
+    monkeypatch.setenv("PROBEKIT_CACHE", str(tmp_path / "cache"))
+    t = task()
+    trainer = SpectrumTrainer(alpha, inputs="frames", d_model=16, n_layers=1, n_heads=2,
+                              d_ff=32, steps=3, episodes=8, probe_episodes=8, progress=False)
+    trainer.fit(t)
+    assert ("pixel" in trainer.history_[-1]) == (alpha < 1)
+    assert trainer.model_.config.frame_channels == 2  # two grayscale frames per step
+    adapter = SpectrumAdapter.from_folder(trainer.save(tmp_path / "model"), device="cpu")
+    assert not adapter.has_token_head
+    rows = list(t.dataset("val"))
+    batch = adapter.batch(rows)
+    assert batch.positions.tolist()[0] == list(range(16))
+    with torch.no_grad():
+        latents = adapter.forward(batch)
+        direct = trainer.model_(torch.as_tensor(np.stack([
+            t.generate("val", i)[0].frames.reshape(16, 2, 32, 32) for i in range(len(rows))])))
+    assert latents.shape == (len(rows), 16, 16)
+    torch.testing.assert_close(latents, direct)
+    assert adapter.random_init(0).forward(batch).shape == latents.shape
+    assert ("latent" in adapter.surprise_kinds()) == (alpha > 0)
+    with pytest.raises(Exception, match="reads frames"):
+        adapter.batch([{k: v for k, v in rows[0].items() if k != "frames"}])
+
+
+def test_frames_inputs_need_a_frames_task():
+    from probekit.errors import UserError
+    from probekit.spectrum import SpectrumTrainer
+
+    raw = spec()
+    del raw["frames"]
+    with pytest.raises(UserError, match="declares none"):
+        SpectrumTrainer(1.0, inputs="frames", steps=1, episodes=2).fit(Task(TaskSpec.parse(raw)))
