@@ -51,8 +51,10 @@ def _training_args(p: argparse.ArgumentParser) -> None:
                    help="latent target: the EMA latent at t+k, or the mean over t+1 … t+k")
     p.add_argument("--vicreg", type=float, default=0.0,
                    help="weight of the VICReg variance/covariance anti-collapse term")
-    p.add_argument("--inputs", default="tokens", choices=("tokens", "obs"),
-                   help="world tokens, or continuous observations (a=1 only: no token head)")
+    p.add_argument("--inputs", default="tokens", choices=("tokens", "obs", "frames"),
+                   help="world tokens, continuous observations (a=1 only: no token head), or "
+                        "a frames task's video (a patch encoder; a<1 predicts the next "
+                        "step's pixels)")
     p.add_argument("--steps", type=int, default=1500, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=32, help="episodes per step")
     p.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")

@@ -4,7 +4,8 @@
 stop-gradient, LayerNorm-ed hidden state of an EMA copy of the network (`target` "next": at
 t+k; "summary": the mean over t+1 … t+k), optionally with a VICReg variance/covariance term on
 the online latents against collapse. a = 0 is next-token prediction (multi-token for k > 1);
-a = 1 with no token head is the JEPA end.
+a = 1 with no token head is the JEPA end. On frames the first term is next-step pixel
+prediction instead (`SpectrumModel.pixel_loss`, reported as `pixel`).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class SpectrumLoss(nn.Module):
     def __init__(self, model: SpectrumModel, objective: Objective):
         super().__init__()
         config = model.config
-        if objective.alpha < 1 and not model.has_token_head:
+        if objective.alpha < 1 and not (model.has_token_head or model.has_pixel_head):
             raise ModelError(f"alpha {objective.alpha} needs a next-token loss, but the model has "
                              "no token head (continuous input); use alpha 1 or token input")
         if model.has_token_head and len(model.heads) != objective.horizon:
@@ -90,7 +91,10 @@ class SpectrumLoss(nn.Module):
         mask = mask.bool()
         terms: dict[str, torch.Tensor] = {}
         total = h.new_zeros(())
-        if a < 1:
+        if a < 1 and self.model.has_pixel_head:  # frames: next-step pixels
+            terms["pixel"] = self.model.pixel_loss(x, h, mask)
+            total = total + (1 - a) * terms["pixel"]
+        elif a < 1:
             ce = []
             for j, head in enumerate(self.model.heads, start=1):
                 logits = head(h[:, :-j])
