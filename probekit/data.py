@@ -246,7 +246,11 @@ def render_card(task: Task, stats: DataStats | None, repo: str | None = None) ->
                "truth after each step.\n")
     rows = [[f"`{c}`", d] for c, d in EPISODE_COLUMNS.items()]
     rows.append(["`label.<target>`", "[T] the target's label after each step (see *Targets*)"])
+    if spec.frames is not None:
+        rows.append(["`frames`", "[T·F × C × H × W] uint8: the episode as video (see *Frames*)"])
     out.append("### Columns of `episodes`\n\n" + _table(["column", "content"], rows) + "\n")
+    if spec.frames is not None:
+        out.append(_frames_section(task))
 
     declared = {t.name: t.chance for t in spec.targets if t.chance is not None}
     rows = []
@@ -354,6 +358,26 @@ def render_card(task: Task, stats: DataStats | None, repo: str | None = None) ->
         f"  note  = {{World {spec.world} (code version {world_cls.version}); "
         f"fingerprint {task.fingerprint}}}\n}}\n```\n")
     return "\n".join(out)
+
+
+def _frames_section(task: Task) -> str:
+    """The card's section on the `frames` view: what the video shows and its knobs."""
+    from probekit.worlds.render import FRAME_KNOBS, RENDER_VERSION
+
+    f = task.spec.frames
+    assert f is not None
+    F, C, size = f["frames_per_step"], f["channels"], f["size"]
+    rows = [[f"`{k.name}`", _value(f[k.name]), _knob_valid(k), k.doc] for k in FRAME_KNOBS]
+    return ("### Frames\n\n"
+            f"`frames` holds each episode rendered as video: F = {F} frame(s) per step of "
+            f"{C} channel(s) × {size} × {size} pixels, uint8, so [T·{F} × {C} × {size} × "
+            f"{size}]. Step s is frames s·F … (s+1)·F − 1, the last of them showing the step's "
+            "own observation. Frames are drawn from `obs` (renderer version "
+            f"{RENDER_VERSION}, numpy only), deterministically: the same fingerprint gives "
+            "the same pixels. Every episode of a pair or violation pair carries its own "
+            "(`source.frames`, `placebo.frames`, `possible.frames`, `impossible.frames`), "
+            "so the same probes and interventions apply to video models.\n\n"
+            + _table(["setting", "value", "valid", "meaning"], rows) + "\n")
 
 
 def _violations_section(task: Task, world_cls: type[World], stats: DataStats | None) -> str:

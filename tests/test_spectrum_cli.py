@@ -8,6 +8,7 @@ import torch
 
 from probekit import results
 from probekit.cli import main
+from probekit.errors import ResultError
 from probekit.spectrum import checkpoint
 from probekit.spectrum.report import collect, markdown, report, summarise
 from tests.result_factory import make
@@ -94,6 +95,17 @@ def test_report_averages_seeds_with_intervals(tmp_path):
     assert r["causal_gain"] == pytest.approx(0.4) and r["causal_gain_lo"] < 0.4 < r["causal_gain_hi"]
     boxes = summary.filter(pl.col("task") == "boxes")["decodability"].to_list()
     assert boxes == sorted(boxes)  # quality rises with a in these made-up results
+
+
+def test_report_refuses_two_revisions_of_one_model(tmp_path):
+    """A retrained model evaluated into the same folder is not a fourth seed."""
+    _results(tmp_path, seeds=(0,))
+    r = make(model="probekit/spectrum-boxes-a0.5-s0", family="next-latent", alpha=0.5,
+             revision="retrained00")
+    r["task"]["name"] = "boxes"
+    results.save(r, tmp_path)
+    with pytest.raises(ResultError, match="two revisions of model probekit/spectrum-boxes-a0.5"):
+        collect(tmp_path)
 
 
 def test_report_with_one_seed_uses_the_bootstrap_interval_and_null_causality(tmp_path):

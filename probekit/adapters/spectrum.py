@@ -12,7 +12,8 @@ from probekit.adapters.module import ModuleAdapter
 
 
 class SpectrumAdapter(ModuleAdapter):
-    """A spectrum model: world tokens or observations in, layers `embed`, `block.i`."""
+    """A spectrum model: world tokens or observations in, layers `embed`, `block.i`; a token
+    surprise where it has a token head, a latent surprise where it keeps its latent predictor."""
 
     ADAPTER = "spectrum"
 
@@ -29,4 +30,13 @@ class SpectrumAdapter(ModuleAdapter):
                    model_id=model_id or f"local/{folder.name}", revision=sha[:12],
                    token_head=model.has_token_head, family=meta.family, alpha=meta.alpha,
                    head="heads.0" if model.has_token_head else None,
-                   head_layer=last if model.has_token_head else None, device=device)
+                   head_layer=last if model.has_token_head else None,
+                   predict=predict_next if model.config.predictor else None, device=device)
+
+
+def predict_next(module: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `ModuleAdapter` latent predictor of a spectrum model that keeps one."""
+    from probekit.spectrum.model import SpectrumModel
+
+    assert isinstance(module, SpectrumModel)
+    return module.predict_next(x)

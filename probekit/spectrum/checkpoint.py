@@ -110,6 +110,7 @@ def load(folder: str | Path) -> tuple[SpectrumModel, SpectrumMeta]:
     if raw.get("model_type") != MODEL_TYPE:
         raise ModelError(f"{where}/{CONFIG}: model_type is {raw.get('model_type')!r}, not "
                          f"{MODEL_TYPE!r}")
+    raw = {"predictor": False, **raw}  # saved before checkpoints kept the latent predictor
     try:
         config = SpectrumConfig(**strict(SpectrumConfig, raw, f"{where}/{CONFIG}",
                                          ignore=("model_type",)))
@@ -153,6 +154,10 @@ def check(config: SpectrumConfig, meta: SpectrumMeta, where: str) -> None:
     if config.token_head and config.horizon != meta.horizon:
         raise ModelError(f"{where}: horizon {meta.horizon} in {META} but {CONFIG} has "
                          f"{config.horizon} token heads")
+    if config.predictor and not (meta.alpha > 0 and meta.horizon == 1):
+        raise ModelError(f"{where}: {CONFIG} keeps a latent predictor but {META} has alpha "
+                         f"{meta.alpha} and horizon {meta.horizon} (a predictor is kept only "
+                         "for alpha > 0 at horizon 1)")
     try:
         world = WORLDS.get(meta.world)(**meta.knobs)
     except ProbekitError as e:

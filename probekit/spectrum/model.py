@@ -25,7 +25,9 @@ class SpectrumConfig:
 
     `inputs`: "tokens" (ids into a world's vocabulary of `vocab_size` words) or "obs" (vectors
     of `obs_dim` floats, one per step). `horizon` next-token heads (multi-token prediction)
-    exist only where `token_head` is on, which needs token input.
+    exist only where `token_head` is on, which needs token input. `predictor`: the model keeps
+    the latent predictor it was trained with (alpha > 0, horizon 1), which gives it a latent
+    surprise (`SpectrumModel.predict_next`).
     """
 
     inputs: str = "tokens"
@@ -38,6 +40,7 @@ class SpectrumConfig:
     max_len: int = 256
     token_head: bool = True
     horizon: int = 1
+    predictor: bool = False
 
     def __post_init__(self) -> None:
         if self.inputs not in INPUTS:
@@ -53,6 +56,10 @@ class SpectrumConfig:
         for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_len", "horizon"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.predictor and self.horizon != 1:
+            raise ModelError(f"a latent predictor is kept only at horizon 1 (it then predicts the "
+                             f"next latent, which the latent surprise compares); got horizon "
+                             f"{self.horizon}")
         if self.d_model % self.n_heads:
             raise UserError(f"d_model ({self.d_model}) must be divisible by n_heads "
                             f"({self.n_heads})")
@@ -133,6 +140,8 @@ class SpectrumModel(nn.Module):
         self.norm = nn.LayerNorm(config.d_model)
         self.heads = nn.ModuleList(nn.Linear(config.d_model, config.vocab_size)
                                    for _ in range(config.horizon if config.token_head else 0))
+        if config.predictor:
+            self.predictor = latent_predictor(config)
 
     @property
     def has_token_head(self) -> bool:
@@ -161,6 +170,28 @@ class SpectrumModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.latents(x)
         return self.heads[0](h) if self.has_token_head else h
+
+    def predict_next(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predicted, encoded) latents [B, T, d] for the latent surprise: `predicted[:, j]` is
+        the predictor's output from [h_j ; e(x_{j+1})] (the latent it expects at j + 1; the
+        last position, with nothing after it, is 0) and `encoded[:, j]` the LayerNorm-ed
+        residual stream at j — the training target, read from the model itself rather than
+        from the EMA copy it was trained against (which is not kept)."""
+        if not hasattr(self, "predictor"):
+            raise ModelError("this spectrum model keeps no latent predictor (config.predictor "
+                             "is false)")
+        hidden = self.hidden(x)
+        h = self.norm(hidden)
+        predicted = torch.zeros_like(h)
+        predicted[:, :-1] = self.predictor(torch.cat([h[:, :-1], self.embed.content(x[:, 1:])],
+                                                     -1))
+        return predicted, F.layer_norm(hidden, hidden.shape[-1:])
+
+
+def latent_predictor(config: SpectrumConfig) -> nn.Module:
+    """The latent predictor: [h_t ; e(x_{t+1})] (2d) → the latent at t + horizon (d)."""
+    return nn.Sequential(nn.Linear(2 * config.d_model, config.d_ff), nn.GELU(),
+                         nn.Linear(config.d_ff, config.d_model))
 
 
 

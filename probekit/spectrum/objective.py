@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from probekit.errors import ModelError, UnknownNameError, UserError
-from probekit.spectrum.model import SpectrumModel
+from probekit.spectrum.model import SpectrumModel, latent_predictor
 
 TARGETS = ("next", "summary")
 
@@ -79,9 +79,7 @@ class SpectrumLoss(nn.Module):
                              f"horizon is {objective.horizon}")
         self.model, self.objective = model, objective
         if objective.alpha > 0:
-            d = config.d_model
-            self.predictor = nn.Sequential(nn.Linear(2 * d, config.d_ff), nn.GELU(),
-                                           nn.Linear(config.d_ff, d))
+            self.predictor = latent_predictor(config)
             self.target = copy.deepcopy(model).requires_grad_(False).eval()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:

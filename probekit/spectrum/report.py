@@ -39,7 +39,7 @@ def collect(folder: str | Path) -> pl.DataFrame:
     if not folder.is_dir():
         raise ResultError(f"results folder {str(folder)!r} does not exist; write results with "
                           "probekit eval SPECTRUM_MODEL --out DIR first")
-    rows, seen = [], set()
+    rows, seen = [], {}
     for path in sorted(folder.rglob("*.json")):
         try:
             r = json.loads(path.read_text(encoding="utf-8"))
@@ -48,10 +48,16 @@ def collect(folder: str | Path) -> pl.DataFrame:
         if not isinstance(r, dict) or r.get("schema") != SCHEMA:
             continue
         alpha = (r["model"].get("spectrum") or {}).get("alpha")
-        key = (r["model"]["id"], r["model"]["revision"], r["task"]["name"])
-        if alpha is None or key in seen:
+        key = (r["model"]["id"], r["task"]["name"])
+        if alpha is None:
             continue
-        seen.add(key)
+        if key in seen:
+            if seen[key][1] == r["model"]["revision"]:
+                continue
+            raise ResultError(f"{path} and {seen[key][0]} hold two revisions of model {key[0]} "
+                              f"on {key[1]} ({r['model']['revision']}, {seen[key][1]}); a "
+                              "retrained model is a new seed of no one — remove the stale result")
+        seen[key] = (path, r["model"]["revision"])
         rows.append(_row(r, alpha))
     if not rows:
         raise ResultError(f"no {SCHEMA} results of spectrum models (with an alpha) under "

@@ -9,6 +9,7 @@ random-init twin (the same architecture with the run's initial weights).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 import warnings
@@ -182,6 +183,7 @@ class SpectrumTrainer:
                     f"{k} {v:.3f}" for k, v in history[-1].items()
                     if k in ("token", "latent", "effective_rank") and v is not None)
             bar.update()
+        keep_predictor(model, loss_fn)
         return history
 
     def save(self, folder: str | Path) -> Path:
@@ -199,6 +201,14 @@ class SpectrumTrainer:
             d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads, d_ff=self.d_ff,
             max_len=max(32, 2 ** math.ceil(math.log2(2 * longest))),
             token_head=self.alpha < 1, horizon=self.horizon)
+
+
+def keep_predictor(model: SpectrumModel, loss_fn: SpectrumLoss) -> None:
+    """Move the trained latent predictor into the model (its checkpoint then keeps it, and the
+    model has a latent surprise) where it predicts the next latent: alpha > 0, horizon 1."""
+    if loss_fn.objective.alpha > 0 and loss_fn.objective.horizon == 1:
+        model.config = dataclasses.replace(model.config, predictor=True)
+        model.predictor = loss_fn.predictor
 
 
 def schedule(opt: torch.optim.Optimizer, lr: float, steps: int
