@@ -22,11 +22,11 @@ from probekit.errors import DataError, ModelError
 S, FPS, SIZE = 4, 2, 32  # steps, frames per step, frame side (the models read 64 and 32)
 
 
-def save_vjepa2(folder: Path, seed: int = 0) -> Path:
+def save_vjepa2(folder: Path, seed: int = 0, crop_size: int = 64) -> Path:
     from transformers import VJEPA2Config, VJEPA2Model
 
     torch.manual_seed(seed)
-    config = VJEPA2Config(crop_size=64, patch_size=16, frames_per_clip=8, tubelet_size=2,
+    config = VJEPA2Config(crop_size=crop_size, patch_size=16, frames_per_clip=8, tubelet_size=2,
                           hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                           mlp_ratio=2.0, pred_hidden_size=32, pred_num_hidden_layers=2,
                           pred_num_attention_heads=4, pred_mlp_ratio=2.0)
@@ -34,11 +34,11 @@ def save_vjepa2(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def save_ijepa(folder: Path, seed: int = 0) -> Path:
+def save_ijepa(folder: Path, seed: int = 0, image_size: int = 32) -> Path:
     from transformers import IJepaConfig, IJepaModel
 
     torch.manual_seed(seed)
-    config = IJepaConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+    config = IJepaConfig(image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2,
                          num_attention_heads=2, intermediate_size=64)
     IJepaModel(config).save_pretrained(folder)
     return folder
