@@ -87,8 +87,8 @@ class VisionAdapter(Adapter):
         self.identity = identity
         config: Any = model.config
         self.channels = int(getattr(config, "in_chans", None) or config.num_channels)
-        self.size = int(getattr(config, "crop_size", None) or config.image_size)
-        self.patch = int(config.patch_size)
+        self.size = _side(getattr(config, "crop_size", None) or config.image_size, identity.id)
+        self.patch = _side(config.patch_size, identity.id)
         if self.size % self.patch:
             raise ModelError(f"{identity.id}: image size {self.size} is not a multiple of the "
                              f"patch size {self.patch}; restore the config saved with it")
@@ -373,6 +373,16 @@ def _config_file(name: str, file: str, revision: str | None) -> Path | None:
     except Exception:  # no config to read: the loader reports the model's real problem
         return None
     return Path(got) if got else None
+
+
+def _side(value: Any, name: str) -> int:
+    """A square size from a config (an int, or a [height, width] pair of equal sides)."""
+    if isinstance(value, (list, tuple)):
+        if len(set(value)) != 1:
+            raise ModelError(f"{name}: probekit reads square images and patches, the config "
+                             f"sets {list(value)}")
+        value = value[0]
+    return int(value)
 
 
 def _per_channel(values: Any, channels: int, name: str) -> tuple[float, ...]:
