@@ -214,7 +214,8 @@ class _Hooks:
 
     def run(self, batch: Any, fired: list[str] | None = None) -> None:
         """One forward over `batch`, filling `out` with [B, S, D] latents per layer."""
-        sites = [Site(layer, batch.positions) for layer in self.layers]
+        width = self.adapter.step_width(batch)
+        sites = [Site(layer, batch.positions, width) for layer in self.layers]
         with intercept(self.adapter, capture=sites, stop_after=self.stop_after,
                        fired=fired) as caught:
             self.adapter.forward(batch)

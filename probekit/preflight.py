@@ -265,6 +265,8 @@ def check_model(plan: EvalPlan, adapter: Any) -> list[str]:
     if plan.out is not None:
         _check_result_folder(plan.out, ident.id, ident.revision, [t.name for t in plan.tasks])
     check_tokenizer(adapter, plan.tasks)
+    for task in plan.tasks:
+        adapter.check_task(task)
     return layers
 
 

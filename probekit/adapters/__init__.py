@@ -11,6 +11,7 @@ from probekit.adapters.base import Adapter, Batch, ModelIdentity, resolve_device
 from probekit.adapters.hf import HFAdapter, local_path, looks_like_hub_id
 from probekit.adapters.module import ModuleAdapter
 from probekit.adapters.spectrum import SpectrumAdapter
+from probekit.adapters.vision import ImageAdapter, VisionAdapter, VJEPA2Adapter
 from probekit.errors import ModelError, UserError
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -32,7 +33,9 @@ def load_model(model: str | Path | Adapter, *, device: str | torch.device = "aut
                truncate: bool = False) -> Adapter:
     """An adapter for `model`: an Adapter as is; else a local folder (a spectrum checkpoint or a
     Hugging Face one), else a shipped checkpoint name, else a Hub id (`trust_remote_code` stays
-    off unless asked)."""
+    off unless asked). A Hugging Face checkpoint whose config names a vision encoder (V-JEPA 2,
+    I-JEPA, ViT, …) gets the vision adapter, a folder and a Hub id alike."""
+    from probekit.adapters import vision
     from probekit.spectrum import checkpoint
 
     if isinstance(model, Adapter):
@@ -47,17 +50,23 @@ def load_model(model: str | Path | Adapter, *, device: str | torch.device = "aut
     if not path.exists() and name in checkpoint.shipped():
         return SpectrumAdapter.from_folder(checkpoint.SHIPPED / name, model_id=f"probekit/{name}",
                                            device=device)
+    model_id = None
     if not path.exists() and name in shipped_checkpoints():
-        path = CHECKPOINTS / name
-        return HFAdapter.from_pretrained(str(path), device=device, model_id=f"probekit/{name}",
-                                         truncate=truncate)
-    if not path.exists() and not looks_like_hub_id(name):
+        name, model_id, revision = str(CHECKPOINTS / name), f"probekit/{name}", None
+    elif not path.exists() and not looks_like_hub_id(name):
         shipped = ", ".join(shipped_checkpoints()) or "none"
         raise ModelError(f"model path {name!r} does not exist; pass a checkpoint folder, a Hub "
                          f"id (org/name) or a shipped checkpoint ({shipped})")
+    if vision.is_vision(vision.model_type(name, revision)):
+        return vision.load(name, revision=revision, device=device,
+                           trust_remote_code=trust_remote_code, model_id=model_id)
+    if model_id is not None:
+        return HFAdapter.from_pretrained(name, device=device, model_id=model_id,
+                                         truncate=truncate)
     return HFAdapter.from_pretrained(name, revision=revision, device=device,
                                      trust_remote_code=trust_remote_code, truncate=truncate)
 
 
-__all__ = ["Adapter", "Batch", "ModelIdentity", "HFAdapter", "ModuleAdapter", "SpectrumAdapter",
-           "load_model", "resolve_device", "shipped_checkpoints"]
+__all__ = ["Adapter", "Batch", "ModelIdentity", "HFAdapter", "ImageAdapter", "ModuleAdapter",
+           "SpectrumAdapter", "VisionAdapter", "VJEPA2Adapter", "load_model", "resolve_device",
+           "shipped_checkpoints"]

@@ -104,6 +104,18 @@ class Adapter(ABC):
         index = {w: i for i, w in enumerate(vocabulary)}
         return [index[w] for w in words]
 
+    def step_width(self, batch: Batch) -> int:
+        """How many input positions each step of `batch` spans, ending at its position: a step
+        is read as the mean of a layer's latents over them. 1 (read at the step's position
+        alone, its last token) for every adapter but the vision ones, whose steps are all the
+        patch tokens of their frames (`probekit.adapters.vision`)."""
+        return 1
+
+    def check_task(self, task: Any) -> None:
+        """Refuse (UserError, one line) a task this model cannot read, before any latents: a
+        video model given a task without frames, say. Nothing to check by default."""
+        return None
+
     def surprise_kinds(self) -> tuple[str, ...]:
         """The surprises this model defines, headline first: `token` (it has a token head),
         `latent` (it has a latent predictor). See `probekit.adapters.surprise`."""

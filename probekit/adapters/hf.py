@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import pickle
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "spiece.model")
 # Beside the weights, what decides a checkpoint's latents (hashed into its identity, so that a
 # changed config or tokenizer never reuses cached latents).
-IDENTITY_FILES = ("config.json", *TOKENIZER_FILES)
+IDENTITY_FILES = ("config.json", "preprocessor_config.json", "video_preprocessor_config.json",
+                  *TOKENIZER_FILES)
 LOAD_ERRORS = (OSError, ValueError, RuntimeError, KeyError, ImportError, SafetensorError,
                pickle.UnpicklingError)
 MAX_CONFIG_BYTES = 2 ** 20  # config.json (a large model's is a few KB)
@@ -267,6 +270,55 @@ def load_error(name: str, e: Exception) -> str:
     return f"could not load model {name!r}: {first}"
 
 
+@contextmanager
+def loading(name: str, is_local: bool) -> Iterator[Any]:
+    """Around loading checkpoint `name`: yields `transformers`, with its load reports quiet
+    and any failure as one line (NetworkError where a Hub id could not be reached, else
+    ModelError)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # one line per error, no bars
+    verbosity = transformers.utils.logging.get_verbosity()
+    transformers.utils.logging.set_verbosity_error()  # our one line replaces load reports
+    try:
+        yield transformers
+    except LOAD_ERRORS as e:
+        if not is_local and is_network_failure(e):
+            raise NetworkError(f"could not download model {name!r}: "
+                               f"{load_error(name, e).split(': ', 1)[-1]}; check "
+                               "the network (or HF_HUB_OFFLINE)") from None
+        raise ModelError(load_error(name, e)) from None
+    except Exception as e:  # httpx transport errors are not OSErrors
+        if not is_local and is_network_failure(e):
+            raise NetworkError(f"could not download model {name!r}: "
+                               f"{type(e).__name__}: {e}; check the network") from None
+        raise
+    finally:
+        transformers.utils.logging.set_verbosity(verbosity)
+
+
+def checkpoint_identity(name: str, model: nn.Module, config: Any, revision: str | None,
+                        model_id: str | None, adapter: str) -> ModelIdentity:
+    """Who a loaded checkpoint is: a local folder by the hash of its weight and identity
+    files (`local/<folder>`), a Hub id by the hash of its weights and its commit."""
+    local = local_path(name)
+    if local.exists() or not looks_like_hub_id(name):
+        folder = local.resolve()
+        sha = files_sha256(weight_files(folder) + [folder / f for f in IDENTITY_FILES
+                                                   if (folder / f).is_file()])
+        ident = model_id or f"local/{folder.name}"
+        rev = revision or sha[:12]
+    else:
+        sha = state_sha256(model)
+        ident = model_id or name
+        rev = revision or getattr(config, "_commit_hash", None) or "main"
+    return ModelIdentity(id=ident, revision=rev, sha256=sha, adapter=adapter,
+                         n_params=n_params(model), dtype=str(model.dtype).split(".")[-1],
+                         family=getattr(config, "probekit_family", None),
+                         alpha=getattr(config, "probekit_alpha", None),
+                         architecture=getattr(config, "model_type", None))
+
+
 class HFAdapter(Adapter):
     """A `transformers` model with its fast tokenizer."""
 
@@ -302,17 +354,12 @@ class HFAdapter(Adapter):
                         device: str | torch.device = "auto", trust_remote_code: bool = False,
                         dtype: torch.dtype | None = None, truncate: bool = False,
                         model_id: str | None = None) -> HFAdapter:
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()  # one line per error, no bars
         resolve_device(device)  # a bad device fails before any weights are read
         local = local_path(name_or_path)
         is_local = local.exists() or not looks_like_hub_id(name_or_path)
         if is_local:
             check_folder(local)
-        verbosity = transformers.utils.logging.get_verbosity()
-        transformers.utils.logging.set_verbosity_error()  # our one line replaces load reports
-        try:
+        with loading(name_or_path, is_local) as transformers:
             config = _load_config(transformers, name_or_path, revision, trust_remote_code)
             check_config(name_or_path, config)
             archs = getattr(config, "architectures", None) or []
@@ -326,36 +373,9 @@ class HFAdapter(Adapter):
                                                output_loading_info=True,
                                                ignore_mismatched_sizes=True)
             tokenizer = _load_tokenizer(transformers, name_or_path, revision, trust_remote_code)
-        except LOAD_ERRORS as e:
-            if not is_local and is_network_failure(e):
-                raise NetworkError(f"could not download model {name_or_path!r}: "
-                                   f"{load_error(name_or_path, e).split(': ', 1)[-1]}; check "
-                                   "the network (or HF_HUB_OFFLINE)") from None
-            raise ModelError(load_error(name_or_path, e)) from None
-        except Exception as e:  # httpx transport errors are not OSErrors
-            if not is_local and is_network_failure(e):
-                raise NetworkError(f"could not download model {name_or_path!r}: "
-                                   f"{type(e).__name__}: {e}; check the network") from None
-            raise
-        finally:
-            transformers.utils.logging.set_verbosity(verbosity)
         check_loaded(name_or_path, model, info)
         check_vocabulary(name_or_path, model, tokenizer)
-        if is_local:
-            folder = local.resolve()
-            sha = files_sha256(weight_files(folder) + [folder / f for f in IDENTITY_FILES
-                                                       if (folder / f).is_file()])
-            ident = model_id or f"local/{folder.name}"
-            rev = revision or sha[:12]
-        else:
-            sha = state_sha256(model)
-            ident = model_id or name_or_path
-            rev = revision or getattr(config, "_commit_hash", None) or "main"
-        identity = ModelIdentity(id=ident, revision=rev, sha256=sha, adapter="hf",
-                                 n_params=n_params(model), dtype=str(model.dtype).split(".")[-1],
-                                 family=getattr(config, "probekit_family", None),
-                                 alpha=getattr(config, "probekit_alpha", None),
-                                 architecture=getattr(config, "model_type", None))
+        identity = checkpoint_identity(name_or_path, model, config, revision, model_id, "hf")
         return cls(model, tokenizer, identity, device=device, truncate=truncate)
 
     # --- layers ---------------------------------------------------------------------------

@@ -32,10 +32,13 @@ Edit = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True)
 class Site:
     """A layer and the positions read or written there: `positions` [B, P] indices (gathered,
-    -1 allowed for none, read as position 0) or None for every position."""
+    -1 allowed for none, read as position 0) or None for every position. With `width` > 1
+    a position is read as the mean over the `width` positions ending at it (a step of a
+    vision model: all its patch tokens, `Adapter.step_width`)."""
 
     layer: str
     positions: torch.Tensor | None = None
+    width: int = 1
 
 
 class Stop(Exception):
@@ -92,12 +95,17 @@ def intercept(adapter: Adapter, *, capture: Sequence[Site] = (),
                 changed = edit[layer](h)
                 h = changed
             if layer in sites:
-                where = sites[layer].positions
+                where, width = sites[layer].positions, sites[layer].width
                 if where is None:
                     caught[layer] = h
-                else:
+                elif width == 1:
                     rows = torch.arange(h.shape[0], device=h.device)[:, None]
                     caught[layer] = h[rows, where.to(h.device).clamp_min(0)]
+                else:
+                    rows = torch.arange(h.shape[0], device=h.device)[:, None, None]
+                    back = torch.arange(width - 1, -1, -1, device=h.device)
+                    span = (where.to(h.device).clamp_min(0)[..., None] - back).clamp_min(0)
+                    caught[layer] = h[rows, span].mean(-2)
             if layer == stop_after:
                 raise Stop
             return None if changed is None else _replace(output, changed)
@@ -165,8 +173,8 @@ def logits_at(adapter: Adapter, batch: Any, positions: torch.Tensor,
 def latents_at(adapter: Adapter, batch: Any, layer: str, positions: torch.Tensor,
                edit: Mapping[str, Edit] | None = None) -> torch.Tensor:
     """[B, D] output of `layer` at `positions` [B] of a forward with `edit` applied (the
-    forward stops after that layer)."""
-    site = Site(layer, positions[:, None])
+    forward stops after that layer), read over the batch's step width."""
+    site = Site(layer, positions[:, None], adapter.step_width(batch))
     with intercept(adapter, capture=[site], edit=edit, stop_after=layer) as caught:
         adapter.forward(batch)
     if layer not in caught:

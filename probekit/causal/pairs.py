@@ -9,9 +9,10 @@ placebo source (a counterfactual the readout does not depend on).
 
 Positions are named from the pair (DESIGN.md, "Site"):
 - `diff`: every position where base and source inputs differ, up to the readout position;
-- `read`: the positions decodability probes read (each step's position), from the intervened
-  step to the last;
-- `last`: the last step's position;
+- `read`: the positions decodability probes read (each step's position, or all the positions
+  of its span where the adapter reads a step over several: `Adapter.step_width`), from the
+  intervened step to the last;
+- `last`: the last step's position (its span);
 - `query`: the position whose next-token prediction answers the closing question.
 """
 
@@ -94,6 +95,7 @@ class PairBatch:
     pairs: list[dict[str, Any]]
     bases: list[dict[str, Any]]
     sources: list[dict[str, Any]]
+    width: int = 1  # positions per step, ending at its position (`Adapter.step_width`)
 
     def __len__(self) -> int:
         return len(self.step)
@@ -114,9 +116,11 @@ class PairBatch:
             later = torch.arange(S)[None] >= step[:, None]
             mask = torch.zeros(B, T, dtype=torch.bool)
             b, s = later.nonzero(as_tuple=True)
-            mask[b, base.positions[b, s]] = True
+            for w in range(self.width):
+                mask[b, (base.positions[b, s] - w).clamp_min(0)] = True
         elif name == "last":
-            mask = at == base.positions[:, -1:]
+            last = base.positions[:, -1:]
+            mask = (at <= last) & (at > last - self.width)
         elif name == "query":
             q = base.query_positions
             mask = (at == q[:, None]) & (q[:, None] >= 0)
@@ -200,7 +204,7 @@ class PairSet:
                             take(batch, slice(2 * n, 3 * n)), take(batch, slice(3 * n, 4 * n)),
                             torch.as_tensor([u is not None for u in unrelated]), has_placebo,
                             step, placebo_step, self.pairs[lo:hi], self.bases[lo:hi],
-                            self.sources[lo:hi])
+                            self.sources[lo:hi], adapter.step_width(batch))
 
 
 def _layout(batch: Batch, i: int) -> tuple:
