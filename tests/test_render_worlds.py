@@ -177,3 +177,15 @@ def test_same_seed_same_bytes_and_the_fingerprint_follows_the_knobs(name: str):
     prints = {a.fingerprint} | {frames_task(name, **change).fingerprint for change in (
         {"size": 16}, {"frames_per_step": 3}, {"channels": 1}, {"style": "flat"})}
     assert len(prints) == 5
+
+
+@pytest.mark.parametrize("name", TASKS)
+def test_each_step_ends_on_its_own_frame_at_any_frames_per_step(name: str):
+    one, three = frames_task(name, frames_per_step=1), frames_task(name, frames_per_step=3)
+    world = one.spec.world_for("val")
+    episodes = [one.generate("val", i)[0] for i in range(3)]
+    for a, b in zip(render(world, episodes, one.spec.frames),
+                    render(world, episodes, three.spec.frames)):
+        assert b.shape[0] == 3 * a.shape[0]
+        np.testing.assert_array_equal(b[2::3], a)  # frame s·F + F − 1 shows step s
+        assert not np.array_equal(b[0::3], a)  # the earlier ones show the way there

@@ -288,10 +288,10 @@ WALLS = (((110, 110, 110), 90), ((255, 140, 0), 150), ((0, 220, 120), 255))  # w
 @functools.cache
 def shelf(n_boxes: int, n_objects: int, size: int
           ) -> tuple[np.ndarray, np.ndarray, float]:
-    """The boxes scene: the outline of each container [B + 1, H·W] (box b; the last, a tray
-    along the top for objects in no box), each object's slot in each container [B + 1, K, 2]
-    (unit box, y up: in a box a column of up to four per object column, in the tray a row)
-    and the objects' radius."""
+    """The boxes scene: the outline of each container [B + 1, H·W] (disjoint; box b, the last
+    a tray along the top for objects in no box), each object's slot in each container
+    [B + 1, K, 2] (unit box, y up: in a box up to four a column, in the tray one row) and
+    the objects' radius."""
     B, K = n_boxes, n_objects
     rects = [(b / B, 0.0, (b + 1) / B, 0.68) for b in range(B)] + [(0.0, 0.72, 1.0, 1.0)]
     outline = np.zeros((B + 1, size, size), dtype=np.float32)
@@ -343,9 +343,9 @@ def _boxes(params: dict[str, Any], obs: np.ndarray, spec: dict[str, Any]) -> np.
     role[ep, step, src] = 1
     role[ep, step, dst] = 2
     shades = np.stack([_shade(*w, C) for w in WALLS])  # [3, C]
-    walls = np.swapaxes(shades[_steps(role, F)], 2, 3) @ outline  # [N, T·F, C, H·W]
-    on = outline.any(axis=0)
-    img[..., on] = walls[..., on]
+    wall, owner = np.nonzero(outline.T)  # the outlines' pixels and their containers
+    img.reshape(N, T, F, C, size * size)[..., wall] = np.swapaxes(
+        shades[role[:, :, owner]], 2, 3)[:, :, None]  # [N, T, 1, C, pixels]
     return np.rint(img).reshape(N, T * F, C, size, size).astype(np.uint8)
 
 
