@@ -13,16 +13,21 @@ Decisions (issue #19):
 - **Drawn from the observations**, the view a camera would give: an impossible episode shows
   its edit (a ball jumping, a ball leaving through the wall) exactly as its `obs` do, although
   its `state` is undefined from the edit on; a ball hidden by the occluder is not drawn (the
-  band is).
+  band is). Where `obs` are actions (Othello's moves, boxes' operations), the renderer replays
+  them to the scene they make, an impossible one as played (a disc on an occupied square, an
+  object put in the box it is in), and marks the step's action (the square played; the
+  source and destination containers), so the edit of a violation pair shows at its step.
 - **Step alignment.** With F = `frames_per_step`, step s is frames s·F … (s+1)·F − 1; the last
   of them shows the step's own observation, the earlier ones the way there from step s − 1
-  (positions interpolated linearly where the ball is visible at both steps; held otherwise
-  and at step 0). No frame shows anything after its step.
+  (positions interpolated linearly where an object is visible at both steps; held otherwise
+  and at step 0; in Othello the new disc before the discs it turns over). No frame shows
+  anything after its step.
 - **Deterministic.** Frames are a pure function of the observations and the knobs (no
   randomness, numpy only, no display), so the same seed and spec give byte-identical frames;
   the knobs and `RENDER_VERSION` enter the task fingerprint.
 
-One renderer per world in `RENDERERS`; a world without one cannot declare frames.
+One renderer per world in `RENDERERS` (bouncing balls, boxes, Othello); a world without one
+cannot declare frames.
 """
 
 from __future__ import annotations
