@@ -3,6 +3,7 @@ processes, and knobs out of range fail at load naming the knob and its valid ran
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -17,11 +18,11 @@ from probekit.errors import SpecError
 from probekit.tasks import BUILTIN_TASKS, TaskSpec, load_task
 
 CATALOGUE = {
-    "bouncing_balls": ["balls-2", "balls-4-collide", "balls-3-occluded"],
+    "bouncing_balls": ["balls-2", "balls-4-collide", "balls-3-occluded", "balls-2-frames"],
     "groups": ["parity", "cyclic-z5", "s3", "s5", "flipflop"],
     "gridworld": ["gridworld-5x5", "gridworld-8x8"],
     "cellular": ["ca-rule30", "ca-rule90", "ca-rule110"],
-    "othello": ["othello-4", "othello-6"],
+    "othello": ["othello-4", "othello-6", "othello-4-frames"],
 }
 TASKS = [t for names in CATALOGUE.values() for t in names]
 LENGTH_KNOB = {"bouncing_balls": "length", "groups": "length", "gridworld": "length",
@@ -131,8 +132,10 @@ def _rows(names: list[str]) -> str:
             out[f"{name}/{split}/{index}"] = [
                 task.fingerprint, ep.row(), None if pair is None else pair_row(index, pair),
                 None if vio is None else violation_row(index, vio)]
-    # NaN (undefined labels of impossible episodes) is written as NaN by json: still stable.
-    return json.dumps(out, sort_keys=True)
+    # NaN (undefined labels of impossible episodes) is written as NaN by json: still stable;
+    # frames (uint8 arrays) as their shape and a digest of their bytes.
+    return json.dumps(out, sort_keys=True, default=lambda a: [
+        a.shape, a.dtype.str, hashlib.sha256(a.tobytes()).hexdigest()])
 
 
 ALL_TASKS = sorted(p.stem for p in BUILTIN_TASKS.glob("*.yaml"))

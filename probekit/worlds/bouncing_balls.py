@@ -81,7 +81,7 @@ class BouncingBalls(World):
     """Intuitive physics: the state is every ball's position and velocity."""
 
     name = "bouncing_balls"
-    version = "2"
+    version = "3"
     description = ("Balls move in the unit box, bounce elastically off the walls and, when "
                    "enabled, off each other; each step reports every ball's grid cell (or, in "
                    "the same number of words, that it is hidden behind the occluding band).")
@@ -303,8 +303,9 @@ class BouncingBalls(World):
         velocity; `wall`, at a step where it bounces off a wall it goes on through instead and
         keeps its course beyond the box (the text, whose grid covers the box, shows it stuck
         in the cell at that wall; `obs` show it leaving), the other balls simulated without
-        it. The possible twin kicks the same ball at t, as a counterfactual does. The kind is
-        drawn among the declared ones this episode admits, then the step and the ball."""
+        it. The possible twin kicks the same ball at t, as a counterfactual does, redrawn until
+        its text at t differs from the impossible episode's (a pair differs at its step). The
+        kind is drawn among the declared ones this episode admits, then the step and the ball."""
         p = self.params
         T, k, r = p["length"], p["n_balls"], p["radius"]
         if T < 2:
@@ -322,11 +323,22 @@ class BouncingBalls(World):
                 ball = balls[int(rng.integers(len(balls)))]
                 impossible = (self._jump(base, t, ball, rng) if kind == "jump"
                               else self._through(base, t, ball))
-                possible = impossible and self._kick(base, t, ball, rng)
-                if possible:
+                possible = impossible and self._twin(base, impossible, t, ball, rng)
+                if impossible is not None and possible is not None:
                     return Violation(possible=possible,
                                      impossible=undefined_from(impossible, t, base), step=t,
                                      kind=kind, variable=f"position.ball{ball}")
+        return None
+
+    def _twin(self, base: Episode, impossible: Episode, t: int, ball: int,
+              rng: np.random.Generator) -> Episode | None:
+        """The possible twin of `impossible`: `ball` kicked at step t (as `_kick` does),
+        redrawn until the text at step t differs from the impossible episode's (a kick may
+        land in the cell the edit shows), None after KICK_TRIES kicks."""
+        for _ in range(KICK_TRIES):
+            possible = self._kick(base, t, ball, rng)
+            if possible is not None and self._shows(possible, impossible._trajectory[0], at=t):
+                return possible
         return None
 
     def _jump(self, base: Episode, t: int, ball: int, rng: np.random.Generator

@@ -13,20 +13,26 @@ Decisions (issue #19):
 - **Drawn from the observations**, the view a camera would give: an impossible episode shows
   its edit (a ball jumping, a ball leaving through the wall) exactly as its `obs` do, although
   its `state` is undefined from the edit on; a ball hidden by the occluder is not drawn (the
-  band is).
+  band is). Where `obs` are actions (Othello's moves, boxes' operations), the renderer replays
+  them to the scene they make, an impossible one as played (a disc on an occupied square, an
+  object put in the box it is in), and marks the step's action (the square played; the
+  source and destination containers), so the edit of a violation pair shows at its step.
 - **Step alignment.** With F = `frames_per_step`, step s is frames s·F … (s+1)·F − 1; the last
   of them shows the step's own observation, the earlier ones the way there from step s − 1
-  (positions interpolated linearly where the ball is visible at both steps; held otherwise
-  and at step 0). No frame shows anything after its step.
+  (positions interpolated linearly where an object is visible at both steps; held otherwise
+  and at step 0; in Othello the new disc before the discs it turns over). No frame shows
+  anything after its step.
 - **Deterministic.** Frames are a pure function of the observations and the knobs (no
   randomness, numpy only, no display), so the same seed and spec give byte-identical frames;
   the knobs and `RENDER_VERSION` enter the task fingerprint.
 
-One renderer per world in `RENDERERS`; a world without one cannot declare frames.
+One renderer per world in `RENDERERS` (bouncing balls, boxes, Othello); a world without one
+cannot declare frames.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +40,7 @@ import numpy as np
 
 from probekit.errors import SpecError
 from probekit.worlds.base import Episode, Knob, World
+from probekit.worlds.othello import DIRECTIONS, start_board
 
 RENDER_VERSION = "1"  # bump when the pixels of any renderer change
 CHUNK = 256  # episodes drawn at once (bounds the float buffer: CHUNK·T·F·C·H·W)
@@ -89,6 +96,12 @@ def attach(world: World, episodes: Sequence[Episode | None], spec: dict[str, Any
         ep.frames = f
 
 
+def _colors(k: int, channels: int) -> np.ndarray:
+    """Object i's colour [k, C]: PALETTE (RGB) or GRAYS, repeating after eight objects."""
+    i = np.arange(k) % len(GRAYS)
+    return PALETTE[i] if channels == 3 else GRAYS[i, None]
+
+
 def _grid(size: int) -> np.ndarray:
     """Pixel-centre coordinates in the unit box, [size]."""
     return (np.arange(size, dtype=np.float64) + 0.5) / size
@@ -138,7 +151,7 @@ def _disks(pos: np.ndarray, seen: np.ndarray, radius: float, spec: dict[str, Any
     cover = np.where(inside, cover, 0.0).astype(np.float32)
     yy = np.clip(rows, 0, size - 1)[:, :, None]
     xx = np.clip(cols, 0, size - 1)[:, None, :]
-    colors = PALETTE[:K] if C == 3 else GRAYS[:K, None]  # [K, C]
+    colors = _colors(K, C)
     img = np.zeros((N, T, C, size, size), dtype=np.float32)
     for c in range(C):
         index = (((n * T + t) * C + c)[:, None, None] * size + yy) * size + xx
@@ -160,6 +173,189 @@ def _balls(params: dict[str, Any], obs: np.ndarray, spec: dict[str, Any]) -> np.
     return np.rint(img).astype(np.uint8)
 
 
+def _shade(rgb: tuple[int, int, int], gray: int, channels: int) -> np.ndarray:
+    """A colour [C] of something that is not an object (a board, a wall, a marker)."""
+    return np.array(rgb if channels == 3 else (gray,), dtype=np.float32)
+
+
+def _masks(centres: np.ndarray, radius: float, spec: dict[str, Any]) -> np.ndarray:
+    """Coverage [M, H·W] of disks of `radius` at `centres` [M, 2] (unit box, x right, y up),
+    each over the whole frame: for layouts fixed in advance (board squares, shelf slots)."""
+    size = spec["size"]
+    g = _grid(size)
+    dx = g[None, None, :] - centres[:, 0, None, None]
+    dy = g[::-1][None, :, None] - centres[:, 1, None, None]
+    dist, r = np.hypot(dx, dy) * size, radius * size
+    cover = (np.clip(r + 0.5 - dist, 0.0, 1.0) if spec["style"] == "smooth"
+             else (dist <= r).astype(np.float64))
+    return cover.reshape(len(centres), size * size).astype(np.float32)
+
+
+def _steps(a: np.ndarray, fps: int) -> np.ndarray:
+    """Per-step values [N, T, …] repeated for each of the step's F frames: [N, T·F, …]."""
+    return np.repeat(a, fps, axis=1)
+
+
+# --- Othello ---------------------------------------------------------------------------------
+
+BOARD, GRID_LINE = ((0, 110, 50), 90), ((0, 50, 20), 40)
+DISCS = (((0, 0, 0), 0), ((255, 255, 255), 255))  # black, white
+MOVE_MARK = ((255, 64, 64), 170)  # a dot on the square played at the step
+
+
+@functools.cache
+def _rays(n: int) -> np.ndarray:
+    """Per square (and the pass, n²) and direction, the squares outward from it to the edge,
+    padded with n² (a square that is always empty): [n² + 1, 8, n − 1]."""
+    out = np.full((n * n + 1, len(DIRECTIONS), n - 1), n * n, dtype=np.int64)
+    for square in range(n * n):
+        r, c = divmod(square, n)
+        for d, (dr, dc) in enumerate(DIRECTIONS):
+            for k in range(1, n):
+                rr, cc = r + k * dr, c + k * dc
+                if not (0 <= rr < n and 0 <= cc < n):
+                    break
+                out[square, d, k - 1] = rr * n + cc
+    return out
+
+
+def replay(n: int, moves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boards [N, T, n²] (0 empty, 1 black, 2 white) replayed from the opening by moves
+    [N, T] (square index, n² a pass): with only each step's disc placed, and after it.
+
+    A move puts the mover's disc (black at even steps) on its square and turns over every
+    line of opponent discs it closes with one of the mover's, legal or not: an `occupied`
+    square takes the mover's colour, an `unflanking` one turns nothing over."""
+    N, T = moves.shape
+    S, L = n * n, n - 1
+    rays = _rays(n)
+    board = np.zeros((N, S + 1), dtype=np.int8)
+    black, white = start_board(n)
+    board[:, [i for i in range(S) if black >> i & 1]] = 1
+    board[:, [i for i in range(S) if white >> i & 1]] = 2
+    placed = np.empty((N, T, S), dtype=np.int8)
+    after = np.empty((N, T, S), dtype=np.int8)
+    rows = np.arange(N)
+    for t in range(T):
+        me = 1 + t % 2
+        m = moves[:, t]
+        ray = rays[m]  # [N, 8, L]
+        owner = board[rows[:, None, None], ray]
+        run = np.cumprod(owner == 3 - me, axis=2).astype(bool)  # opponent discs from the move
+        k = run.sum(axis=2)
+        end = np.take_along_axis(owner, np.minimum(k, L - 1)[..., None], axis=2)[..., 0]
+        closed = (k > 0) & (k < L) & (end == me)
+        play = m < S
+        board[rows[play], m[play]] = me
+        placed[:, t] = board[:, :S]
+        turn = run & closed[..., None]
+        board[np.broadcast_to(rows[:, None, None], ray.shape)[turn], ray[turn]] = me
+        after[:, t] = board[:, :S]
+    return placed, after
+
+
+def _othello(params: dict[str, Any], obs: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """Othello from `obs` [N, T, n² + 1] (the step's move one-hot, the last column a pass):
+    the board after each move (`replay`) seen from above, row 1 at the top: black and white
+    discs on a green (grayscale: gray) board with grid lines, a red (gray) dot on the square
+    played at the step. With F frames per step the earlier ones show the new disc before the
+    discs it turns over."""
+    n, F, C, size = params["size"], spec["frames_per_step"], spec["channels"], spec["size"]
+    S = n * n
+    N, T, _ = obs.shape
+    moves = obs.argmax(axis=2)
+    placed, after = replay(n, moves)
+    boards = np.repeat(placed[:, :, None], F, axis=2)
+    boards[:, :, -1] = after
+    boards = boards.reshape(N, T * F, S)
+    cells = (np.arange(n) + 0.5) / n
+    centres = np.stack([np.tile(cells, n), np.repeat(1 - cells, n)], axis=1)  # a1, b1, …
+    disc = _masks(centres, 0.35 / n, spec)  # [S, H·W]
+    dot = np.concatenate([_masks(centres, 0.15 / n, spec), np.zeros((1, size * size),
+                                                                     dtype=np.float32)])
+    board = _shade(*BOARD, C)
+    lift = np.stack([np.zeros(C, np.float32)] + [_shade(*d, C) - board for d in DISCS])  # [3, C]
+    img = board[:, None] + np.swapaxes(lift[boards], 2, 3) @ disc  # [N, T·F, C, H·W]
+    mark = dot[_steps(moves, F)][:, :, None]  # [N, T·F, 1, H·W]
+    img = img * (1 - mark) + _shade(*MOVE_MARK, C)[:, None] * mark
+    lines = np.zeros((size, size), dtype=bool)
+    edges = np.rint(np.arange(1, n) * size / n).astype(np.int64)
+    lines[edges, :] = lines[:, edges] = True
+    img[..., lines.ravel()] = _shade(*GRID_LINE, C)[:, None]
+    return np.rint(img).reshape(N, T * F, C, size, size).astype(np.uint8)
+
+
+# --- boxes -----------------------------------------------------------------------------------
+
+WALLS = (((110, 110, 110), 90), ((255, 140, 0), 150), ((0, 220, 120), 255))  # wall, source, dest
+
+
+@functools.cache
+def shelf(n_boxes: int, n_objects: int, size: int
+          ) -> tuple[np.ndarray, np.ndarray, float]:
+    """The boxes scene: the outline of each container [B + 1, H·W] (disjoint; box b, the last
+    a tray along the top for objects in no box), each object's slot in each container
+    [B + 1, K, 2] (unit box, y up: in a box up to four a column, in the tray one row) and
+    the objects' radius."""
+    B, K = n_boxes, n_objects
+    rects = [(b / B, 0.0, (b + 1) / B, 0.68) for b in range(B)] + [(0.0, 0.72, 1.0, 1.0)]
+    outline = np.zeros((B + 1, size, size), dtype=np.float32)
+    slots = np.empty((B + 1, K, 2))
+    cols = -(-K // 4)
+    rows = -(-K // cols)
+    fit = []
+    for i, (x0, y0, x1, y1) in enumerate(rects):
+        c0, c1 = round(x0 * size), round(x1 * size) - 1
+        r0, r1 = round((1 - y1) * size), round((1 - y0) * size) - 1
+        outline[i, [r0, r1], c0:c1 + 1] = outline[i, r0:r1 + 1, [c0, c1]] = 1
+        ix, iy = (c0 + 1) / size, 1 - r1 / size  # inside the walls, unit box
+        w, h = (c1 - c0 - 1) / size, (r1 - r0 - 1) / size
+        k = np.arange(K)
+        grid = (cols, rows) if i < B else (K, 1)
+        sw, sh = w / grid[0], h / grid[1]
+        slots[i, :, 0] = ix + (k % grid[0] + 0.5) * sw
+        slots[i, :, 1] = iy + h - (k // grid[0] + 0.5) * sh
+        fit.append(min(sw, sh))
+    return outline.reshape(B + 1, size * size), slots, 0.4 * min(fit)
+
+
+def _boxes(params: dict[str, Any], obs: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """Boxes from `obs` [N, T, 3 + K + 2(B + 1)] (one-hot action, object, source and
+    destination, each read as its largest entry): a shelf of B boxes and a tray along the top
+    for objects in no box, object k a disk in colour k in its own slot of the container the
+    operations so far put it in (replayed: each step puts its object in its destination).
+    The step's source container is outlined in orange (grayscale: light gray) and its
+    destination in green (white), so an impossible operation shows: `same_box` outlines one
+    box as the destination and nothing moves, `absent_leave` the tray. With F frames per step
+    the moved object glides there from where it was."""
+    B, K, F = params["n_boxes"], params["n_objects"], spec["frames_per_step"]
+    C, size = spec["channels"], spec["size"]
+    N, T, _ = obs.shape
+    obj = obs[..., 3:3 + K].argmax(axis=2)
+    src = obs[..., 3 + K:4 + K + B].argmax(axis=2)
+    dst = obs[..., 4 + K + B:].argmax(axis=2)
+    rows = np.arange(N)
+    where = np.full((N, K), B)
+    loc = np.empty((N, T, K), dtype=np.int64)
+    for t in range(T):
+        where[rows, obj[:, t]] = dst[:, t]
+        loc[:, t] = where
+    outline, slots, radius = shelf(B, K, size)
+    pos, seen = _subframes(slots[loc, np.arange(K)], np.ones((N, T, K), dtype=bool), F)
+    img = _disks(pos, seen, radius, spec).reshape(N, T * F, C, size * size)
+    role = np.zeros((N, T, B + 1), dtype=np.int64)  # 0 wall, 1 source, 2 destination
+    ep, step = np.indices((N, T))
+    role[ep, step, src] = 1
+    role[ep, step, dst] = 2
+    shades = np.stack([_shade(*w, C) for w in WALLS])  # [3, C]
+    wall, owner = np.nonzero(outline.T)  # the outlines' pixels and their containers
+    img.reshape(N, T, F, C, size * size)[..., wall] = np.swapaxes(
+        shades[role[:, :, owner]], 2, 3)[:, :, None]  # [N, T, 1, C, pixels]
+    return np.rint(img).reshape(N, T * F, C, size, size).astype(np.uint8)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any], np.ndarray, dict[str, Any]], np.ndarray]] = {
     "bouncing_balls": _balls,
+    "boxes": _boxes,
+    "othello": _othello,
 }
