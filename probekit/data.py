@@ -246,7 +246,11 @@ def render_card(task: Task, stats: DataStats | None, repo: str | None = None) ->
                "truth after each step.\n")
     rows = [[f"`{c}`", d] for c, d in EPISODE_COLUMNS.items()]
     rows.append(["`label.<target>`", "[T] the target's label after each step (see *Targets*)"])
+    if spec.frames is not None:
+        rows.append(["`frames`", "[T·F × C × H × W] uint8: the episode as video (see *Frames*)"])
     out.append("### Columns of `episodes`\n\n" + _table(["column", "content"], rows) + "\n")
+    if spec.frames is not None:
+        out.append(_frames_section(task))
 
     declared = {t.name: t.chance for t in spec.targets if t.chance is not None}
     rows = []
@@ -356,6 +360,68 @@ def render_card(task: Task, stats: DataStats | None, repo: str | None = None) ->
     return "\n".join(out)
 
 
+def _frames_section(task: Task) -> str:
+    """The card's section on the `frames` view: what the video shows and its knobs."""
+    from probekit.worlds.render import FRAME_KNOBS, RENDER_VERSION
+
+    f = task.spec.frames
+    assert f is not None
+    F, C, size = f["frames_per_step"], f["channels"], f["size"]
+    rows = [[f"`{k.name}`", _value(f[k.name]), _knob_valid(k), k.doc] for k in FRAME_KNOBS]
+    return ("### Frames\n\n"
+            f"`frames` holds each episode rendered as video: F = {F} frame(s) per step of "
+            f"{C} channel(s) × {size} × {size} pixels, uint8, so [T·{F} × {C} × {size} × "
+            f"{size}]. Step s is frames s·F … (s+1)·F − 1, the last of them showing the step's "
+            "own observation. Frames are drawn from `obs` (renderer version "
+            f"{RENDER_VERSION}, numpy only), deterministically: the same fingerprint gives "
+            "the same pixels. Every episode of a pair or violation pair carries its own "
+            "(`source.frames`, `placebo.frames`, `possible.frames`, `impossible.frames`), "
+            "so the same probes and interventions apply to video models.\n\n"
+            + _table(["setting", "value", "valid", "meaning"], rows) + "\n\n"
+            f"![The first {PREVIEW_EPISODES} test episodes]({preview_name(task)})\n\n"
+            f"*The first {PREVIEW_EPISODES} test episodes, {PREVIEW_SCALE}× larger, "
+            f"{PREVIEW_MS} ms a frame (`{preview_name(task)}` beside this card).*\n")
+
+
+PREVIEW_EPISODES, PREVIEW_SCALE, PREVIEW_MS = 4, 3, 120
+
+
+def preview_name(task: Task) -> str:
+    """The file name of a frames task's preview, beside its card (export folder, `datacards/`)."""
+    return f"{task.name}.gif"
+
+
+def preview_gif(task: Task) -> bytes:
+    """A looping GIF of the first PREVIEW_EPISODES test episodes' frames side by side (a 2×2
+    grid on a gray border, PREVIEW_SCALE× larger, PREVIEW_MS ms a frame); deterministic."""
+    import io
+
+    from PIL import Image
+
+    ds = task.dataset("test").with_format("numpy")
+    n = min(PREVIEW_EPISODES, len(ds))
+    clips = [np.asarray(ds[i]["frames"], dtype=np.uint8) for i in range(n)]
+    T = min(len(c) for c in clips)
+    _, C, H, W = clips[0].shape
+    cols = min(2, n)
+    rows = -(-n // cols)
+    grid = np.full((T, rows * (H + 2) + 2, cols * (W + 2) + 2, C), 128, dtype=np.uint8)
+    for i, clip in enumerate(clips):
+        r, c = divmod(i, cols)
+        y, x = 2 + r * (H + 2), 2 + c * (W + 2)
+        grid[:, y:y + H, x:x + W] = clip[:T].transpose(0, 2, 3, 1)
+    grid = grid.repeat(PREVIEW_SCALE, axis=1).repeat(PREVIEW_SCALE, axis=2)
+    mode = "L" if C == 1 else "RGB"
+    images = [Image.fromarray(g[..., 0] if C == 1 else g, mode) for g in grid]
+    if C == 3:  # one fixed palette, so the bytes do not depend on PIL's per-frame choices
+        palette = images[0].quantize(256, method=Image.Quantize.MEDIANCUT, dither=0)
+        images = [im.quantize(palette=palette, dither=0) for im in images]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=PREVIEW_MS, loop=0, optimize=False)
+    return buf.getvalue()
+
+
 def _violations_section(task: Task, world_cls: type[World], stats: DataStats | None) -> str:
     """The card's section on violation pairs (or on why there are none)."""
     spec = task.spec
@@ -447,6 +513,8 @@ def _write_export(task: Task, folder: Path, repo: str | None) -> None:
         if bars:
             datasets.enable_progress_bars()
     (folder / "README.md").write_text(card(task, repo), encoding="utf-8")
+    if task.spec.frames is not None:
+        (folder / preview_name(task)).write_bytes(preview_gif(task))
 
 
 def export(task: Task, out: str | os.PathLike, repo: str | None = None) -> Path:
@@ -477,7 +545,13 @@ def write_cards(out: str | os.PathLike, names: Iterable[str] | None = None,
     """Write the card of each task (default: every registered task) to `out/<task>.md`."""
     include = list(include)
     names = list_tasks(include) if names is None else list(names)
-    return [write_text(Path(out) / f"{n}.md", card(load_task(n, include))) for n in names]
+    written = []
+    for n in names:
+        task = load_task(n, include)
+        written.append(write_text(Path(out) / f"{n}.md", card(task)))
+        if task.spec.frames is not None:
+            (Path(out) / preview_name(task)).write_bytes(preview_gif(task))
+    return written
 
 
 def stale_cards(folder: str | os.PathLike, names: Iterable[str] | None = None,
@@ -493,8 +567,12 @@ def stale_cards(folder: str | os.PathLike, names: Iterable[str] | None = None,
         path = folder / f"{n}.md"
         if not path.exists():
             problems.append(f"{path} is missing; {fix}")
-        elif path.read_text(encoding="utf-8") != card(load_task(n, include)):
+        elif path.read_text(encoding="utf-8") != card(task := load_task(n, include)):
             problems.append(f"{path} is stale (spec or data changed); {fix}")
+        elif task.spec.frames is not None and (
+                not (gif := folder / preview_name(task)).is_file()
+                or gif.read_bytes() != preview_gif(task)):
+            problems.append(f"{gif} is missing or stale; {fix}")
     if names is None:
         problems += [f"{p} has no registered task; delete it" for p in sorted(folder.glob("*.md"))
                      if p.stem not in registered]

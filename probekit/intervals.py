@@ -57,3 +57,23 @@ def t_interval(mean: float, sd: float, n: int) -> tuple[float, float]:
 
     half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     return mean - half, mean + half
+
+
+def ols(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Ordinary least squares of y [n] on the columns of X [n, p] (include a column of ones
+    for an intercept): the coefficients [p], their 95% t intervals [p, 2] (from the classical
+    standard errors, n − p degrees of freedom) and R². Needs n > p and X of full column rank."""
+    from scipy.stats import t
+
+    n, p = X.shape
+    if n <= p or np.linalg.matrix_rank(X) < p:
+        raise ValueError(f"ols needs more rows than columns and independent columns "
+                         f"(n {n}, p {p}, rank {np.linalg.matrix_rank(X)})")
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    sigma2 = float(resid @ resid) / (n - p)
+    se = np.sqrt(np.diag(np.linalg.inv(X.T @ X)) * sigma2)
+    half = float(t.ppf(0.975, n - p)) * se
+    total = float(((y - y.mean()) ** 2).sum())
+    r2 = 1 - float(resid @ resid) / total if total > 0 else float("nan")
+    return coef, np.stack([coef - half, coef + half], 1), r2

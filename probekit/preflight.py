@@ -109,13 +109,16 @@ def check_model_name(model: Any) -> None:
 
 def check_model_files(model: Any) -> None:
     """A local checkpoint folder's config.json, read with bounds before anything else parses
-    it (`probekit.adapters.hf.check_config_file`)."""
+    it (`probekit.adapters.hf.check_config_file`). A spectrum checkpoint is left to its own
+    strict loader (`probekit.spectrum.checkpoint.load`): its `vocab_size` is 0 where it reads
+    observations or frames."""
     from probekit.adapters.hf import check_config_file, local_path
+    from probekit.spectrum.checkpoint import is_checkpoint
 
     if not isinstance(model, (str, os.PathLike)):
         return
     config = local_path(str(model)) / "config.json"
-    if config.is_file():
+    if config.is_file() and not is_checkpoint(config.parent):
         check_config_file(config)
 
 

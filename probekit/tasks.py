@@ -119,6 +119,7 @@ class TaskSpec:
     description: str
     license: str
     violations: dict[str, Any] | None = None
+    frames: dict[str, Any] | None = None  # the `frames` view's knobs (`probekit.worlds.render`)
 
     @classmethod
     def parse(cls, raw: Any, where: str = "task") -> TaskSpec:
@@ -126,7 +127,7 @@ class TaskSpec:
                 {"name": str, "version": int, "world": str, "splits": dict, "targets": list,
                  "description": str, "license": str},
                 {"knobs": dict, "control": dict, "counterfactual": (dict, type(None)),
-                 "violations": (dict, type(None))})
+                 "violations": (dict, type(None)), "frames": (dict, type(None))})
         name = raw["name"]
         check_task_name(name, f"{where}.name:")
         if raw["version"] < 1:
@@ -188,8 +189,13 @@ class TaskSpec:
             vio = world_cls.validate_knobs(vio, f"{where}.violations",
                                            knobs=world_cls.violation_knobs)
             vio["kinds"] = tuple(dict.fromkeys(vio["kinds"]))  # each kind once, in order
+        frames = raw.get("frames")
+        if frames is not None:
+            from probekit.worlds.render import frame_spec
+
+            frames = frame_spec(frames, f"{where}.frames", world_cls)
         spec = cls(name, raw["version"], raw["world"], knobs, splits, tuple(targets), control,
-                   cf, raw["description"].strip(), raw["license"], vio)
+                   cf, raw["description"].strip(), raw["license"], vio, frames)
         spec.concrete_targets()  # validates target names against the world
         return spec
 
@@ -226,7 +232,15 @@ class TaskSpec:
             "control": self.control, "counterfactual": self.counterfactual,
             # Only when declared, so specs without the field keep their canonical form.
             **({"violations": self.violations} if self.violations is not None else {}),
+            **({"frames": {**self.frames, "render_version": _render_version()}}
+               if self.frames is not None else {}),
         }
+
+
+def _render_version() -> str:
+    from probekit.worlds.render import RENDER_VERSION
+
+    return RENDER_VERSION
 
 
 # --- task -----------------------------------------------------------------------------------
@@ -277,6 +291,12 @@ class Task:
     version = property(lambda self: self.spec.version)
     splits = property(lambda self: list(self.spec.splits))
 
+    @property
+    def frames_per_step(self) -> int | None:
+        """Frames per step of the `frames` column (step s is frames s·F … (s+1)·F − 1), or
+        None where the task declares no frames."""
+        return None if self.spec.frames is None else self.spec.frames["frames_per_step"]
+
     def __repr__(self) -> str:
         limit = f", limit={self.limit}" if self.limit is not None else ""
         return (f"Task({self.name!r}, version={self.version}, fingerprint={self.fingerprint!r}"
@@ -303,7 +323,8 @@ class Task:
     def generate(self, split: str, index: int, *, violation: bool = False):
         """Example `index` of `split`: its episode and counterfactual (None without pairs),
         the counterfactual's placebo (`pair.placebo`) and diffs filled in; with `violation`,
-        also its violation pair (None without one) as a third item."""
+        also its violation pair (None without one) as a third item. Where the task declares
+        frames, every episode made carries them (`Episode.frames`)."""
         self._check_split(split)
         world = self.spec.world_for(split)
         rng = self.example_rng(split, index)
@@ -315,14 +336,18 @@ class Task:
                 pair.placebo = world.placebo(episode, pair, self._stream(split, index, 1),
                                              self.spec.counterfactual)
                 annotate(world.name, episode, pair)
-        if not violation:
-            return episode, pair
         vio = None
-        if self.spec.violations is not None:
+        if violation and self.spec.violations is not None:
             vio = world.violation(episode, self._stream(split, index, 2), self.spec.violations)
             if vio is not None:
                 annotate(world.name, episode, vio)
-        return episode, pair, vio
+        if self.spec.frames is not None:
+            from probekit.worlds.render import attach
+
+            placebo = pair.placebo if pair is not None else None
+            attach(world, [episode, pair and pair.source, placebo and placebo.source,
+                           vio and vio.possible, vio and vio.impossible], self.spec.frames)
+        return (episode, pair, vio) if violation else (episode, pair)
 
     def check_size(self, split: str | None = None) -> None:
         """Refuse, before anything is generated, a split whose data would not fit: episodes
@@ -411,7 +436,7 @@ class Task:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{split}.", dir=folder.parent))
         try:
-            episodes = datasets.Dataset.from_list(rows)
+            episodes = _episodes(rows, self.spec.frames)
             episodes.save_to_disk(str(tmp / "episodes"))
             if self.spec.counterfactual is not None:
                 regress = any(isinstance(r["base_label"], float) for r in pair_rows)
@@ -429,6 +454,20 @@ class Task:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _episodes(rows: list[dict[str, Any]], frames: dict[str, Any] | None):
+    """The `episodes` table of rows; frames, where declared, as one `Array4D` uint8 column
+    (fixed C × H × W, any number of frames), which encodes and reads back as one block."""
+    import datasets
+
+    if frames is None:
+        return datasets.Dataset.from_list(rows)
+    features = datasets.Dataset.from_list([{k: v for k, v in r.items() if k != "frames"}
+                                           for r in rows]).features
+    size = frames["size"]
+    features["frames"] = datasets.Array4D((None, frames["channels"], size, size), "uint8")
+    return datasets.Dataset.from_list(rows, features=features)
 
 
 def limited_fingerprint(fingerprint: str, limit: int) -> str:
@@ -453,10 +492,13 @@ def limit_of(name: str, fingerprint: str, include: Iterable[str | os.PathLike] =
 
 
 def _n_values(episode: Any) -> int:
-    """Numbers one episode stores (its text counted as one per 8 characters)."""
+    """Numbers one episode stores (its text counted as one per 8 characters, its frames one
+    per 8 pixels)."""
     arrays = [episode.obs, episode.state, *episode.labels.values()]
+    frames = 0 if episode.frames is None else episode.frames.size // 8  # bytes, not numbers
     return (sum(int(np.asarray(a).size) for a in arrays) + len(episode.tokens)
-            + len(episode.token_steps) + 2 * len(episode.step_spans) + len(episode.text) // 8)
+            + len(episode.token_steps) + 2 * len(episode.step_spans) + len(episode.text) // 8
+            + frames)
 
 
 # --- discovery ------------------------------------------------------------------------------

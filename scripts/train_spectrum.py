@@ -9,7 +9,8 @@ One model per (task, a, seed): the same small causal transformer (d=64, 2 blocks
 1500 steps on 4000 episodes of the task's world drawn with the seed. Seed 0 is the shipped
 reference; seeds 1 … N-1 go to --runs (not shipped, a few MB each) for the figure's intervals.
 Reproducible: same arguments, same weights (on the same torch build). Finished models are kept;
-delete one to retrain it.
+delete one to retrain it. A model whose result for its current revision is in --results is not
+evaluated again; results of its other revisions there are removed.
 """
 
 from __future__ import annotations
@@ -47,14 +48,28 @@ def train(task: str, alpha: float, seed: int, out: Path) -> str:
 
 
 def evaluate(model: Path, results: Path, causal: bool) -> str:
+    """Evaluate one model into `results`, unless its result for this very revision is there;
+    results of other revisions of the same model (a retrained reference) are removed first,
+    so the figure never averages a stale run in."""
+    import shutil
+
     import torch
 
     import probekit
+    from probekit.adapters import load_model
+    from probekit.results import model_dirname
     from probekit.spectrum import checkpoint
 
     torch.set_num_threads(1)
     _, meta = checkpoint.load(model)
     shipped = model.parent == checkpoint.SHIPPED  # by name, as users evaluate it
+    ident = load_model(model.name if shipped else str(model), device="cpu").identity
+    home = results / model_dirname(ident.id)
+    if (home / ident.revision / f"{meta.task}.json").is_file():
+        return f"{ident.id}@{ident.revision}: kept (already evaluated)"
+    for stale in home.glob("*/"):
+        if stale.name != ident.revision:
+            shutil.rmtree(stale)
     report = probekit.evaluate(model.name if shipped else str(model), [meta.task],
                                device="cpu", causal=causal, progress=False)
     report.save(results)

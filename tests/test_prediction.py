@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -327,11 +328,33 @@ def test_a_mixed_spectrum_reference_reports_its_token_surprise_against_its_twin(
     assert p["ci95"][0] > p["random_init"]["ci95"][1], (p["voe"], p["random_init"]["voe"])
 
 
-def test_a_jepa_reference_without_its_predictor_is_null_with_the_reason():
-    task = load_task("boxes")
-    model = load_model("spectrum-boxes-a1", device="cpu")
-    found = PredictionProbe().run(model, task, twin=model.random_init(0))
-    assert found.scores() is None and "not the latent predictor" in found.reason()
+def test_a_jepa_reference_reports_its_latent_surprise_against_its_twin():
+    """The a = 1 reference has no token head: its VoE is its latent prediction error."""
+    task = load_task("othello-4")
+    model = load_model("spectrum-othello-4-a1", device="cpu")
+    assert model.surprise_kinds() == ("latent",)
+    p = PredictionProbe(max_pairs=200).run(model, task, twin=model.random_init(0)).scores()
+    assert p["surprise"] == "latent" and p["legal_top1"] is None
+    assert p["ci95"][0] > p["random_init"]["ci95"][1], (p["voe"], p["random_init"]["voe"])
+
+
+def test_a_jepa_checkpoint_without_its_predictor_is_null_with_the_reason(tmp_path: Path):
+    """A checkpoint saved before the predictor was kept defines no surprise: null, and why."""
+    from safetensors.torch import load_file, save_file
+
+    from probekit.spectrum import checkpoint
+
+    folder = tmp_path / "old-a1"
+    shutil.copytree(checkpoint.SHIPPED / "spectrum-boxes-a1", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("predictor")
+    (folder / "config.json").write_text(json.dumps(config))
+    weights = load_file(str(folder / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if not k.startswith("predictor.")},
+              str(folder / "model.safetensors"))
+    model = load_model(folder, device="cpu")
+    found = PredictionProbe().run(model, load_task("boxes"), twin=model.random_init(0))
+    assert found.scores() is None and "keeps no latent predictor" in found.reason()
 
 
 def test_surprise_is_deterministic_across_batch_sizes(ops_task):

@@ -169,6 +169,50 @@ def test_spectrum_checkpoint_end_to_end(saved, tiny_task_dir):
     assert cells and not any(row["reachable"] for row in cells)  # the layer feeding the head
 
 
+def test_the_checkpoint_keeps_the_latent_predictor(trained, saved, task):
+    """The trained predictor is saved and reloaded; with it the model has a latent surprise
+    beside its token surprise, and its twin re-initialises the predictor too."""
+    assert trained.model_.config.predictor and trained.model_.predictor is not None
+    model, _ = checkpoint.load(saved)
+    x, _ = inputs(task)
+    with torch.no_grad():
+        for got, want in zip(model.predict_next(x), trained.model_.predict_next(x)):
+            assert torch.equal(got, want)
+        predicted, encoded = model.predict_next(x)
+    assert predicted.shape == encoded.shape == (*x.shape, 16) and not predicted[:, -1].any()
+    adapter = load_model(saved, device="cpu")
+    assert adapter.surprise_kinds() == ("token", "latent")
+    rows = list(task.dataset("val").select(range(4)))
+    batch = adapter.batch(rows)
+    latent = adapter.surprise(batch, "latent")
+    assert latent.shape == batch.positions.shape and (latent[:, 1:] > 0).all()
+    twin = adapter.random_init(0)
+    assert not torch.equal(twin.model.predictor[0].weight, adapter.model.predictor[0].weight)
+    assert not torch.allclose(twin.surprise(batch, "latent"), latent)
+
+
+def test_a_checkpoint_saved_without_its_predictor_still_loads(saved, tmp_path):
+    """Checkpoints written before the predictor was kept: token surprise only."""
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "old"
+    shutil.copytree(saved, folder)
+    _edit(folder, "config.json", lambda c: c.pop("predictor"))
+    weights = load_file(str(folder / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if not k.startswith("predictor.")},
+              str(folder / "model.safetensors"))
+    adapter = load_model(folder, device="cpu")
+    assert not adapter.model.config.predictor and adapter.surprise_kinds() == ("token",)
+
+
+@pytest.mark.parametrize("kwargs", [{"alpha": 0.0}, {"alpha": 0.5, "horizon": 2}])
+def test_no_predictor_is_kept_where_it_does_not_predict_the_next_latent(task, kwargs):
+    run = SpectrumTrainer(steps=4, log_every=2, **{**TINY, **kwargs}).fit(task)
+    assert not run.model_.config.predictor and not hasattr(run.model_, "predictor")
+    with pytest.raises(ModelError, match="horizon 1"):
+        SpectrumConfig(vocab_size=5, horizon=2, predictor=True)
+
+
 def _edit(folder, name, change):
     path = folder / name
     raw = json.loads(path.read_text())
@@ -190,6 +234,7 @@ def _edit(folder, name, change):
     ("config.json", lambda c: c.update(model_type="gpt2"), "model_type"),
     ("config.json", lambda c: c.update(d_model=32), "is \\(.*\\), not \\(.*32"),
     ("config.json", lambda c: c.update(n_layers=3), "lacks 'blocks.2"),
+    ("config.json", lambda c: c.update(predictor=False), "unexpected 'predictor.0.bias'"),
 ])
 def test_bad_checkpoint_metadata(saved, tmp_path, name, change, match):
     folder = tmp_path / "ckpt"

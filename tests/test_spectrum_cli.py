@@ -8,8 +8,9 @@ import torch
 
 from probekit import results
 from probekit.cli import main
+from probekit.errors import ResultError
 from probekit.spectrum import checkpoint
-from probekit.spectrum.report import collect, markdown, report, summarise
+from probekit.spectrum.report import collect, markdown, regress, report, summarise
 from tests.result_factory import make
 
 SMALL = ["--d-model", "16", "--layers", "1", "--episodes", "100", "--batch-size", "8",
@@ -33,13 +34,37 @@ def test_sweep_trains_each_alpha_and_seed_once(tiny_task_dir, tmp_path, capsys):
     args = ["spectrum", "sweep", "--task", "boxes-tiny", "--include-path", str(tiny_task_dir),
             "--alphas", "0,1", "--seeds", "2", "--steps", "5", "--out", str(tmp_path), *SMALL]
     assert main(args) == 0
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert names == ["boxes-tiny-a0-s0", "boxes-tiny-a0-s1", "boxes-tiny-a1-s0",
                      "boxes-tiny-a1-s1"]
     assert checkpoint.load(tmp_path / "boxes-tiny-a1-s1")[1].family == "jepa"
     capsys.readouterr()
     assert main(args) == 0
-    assert capsys.readouterr().out.count("kept (already trained)") == 4
+    out = capsys.readouterr().out
+    assert out.count("kept (already trained, verified)") == 4 and "0 trained now" in out
+    runs = pl.read_csv(tmp_path / "sweep.csv")
+    assert runs.height == 4 and (runs["train_seconds"] > 0).all()
+    assert set(runs["status"]) == {"kept"}
+
+
+def test_sweep_resumes_sizes_and_refuses_a_folder_of_another_run(tiny_task_dir, tmp_path, capsys):
+    args = ["spectrum", "sweep", "--task", "boxes-tiny", "--include-path", str(tiny_task_dir),
+            "--alphas", "0.5", "--seeds", "1", "--steps", "5", "--out", str(tmp_path), *SMALL,
+            "--sizes", "16x1,32x2"]
+    unfinished = tmp_path / "boxes-tiny-a0.5-d32x2-s0"
+    unfinished.mkdir(parents=True)
+    (unfinished / "config.json").write_text("{}")  # an interrupted run: no spectrum.json
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "unfinished (no spectrum.json); training it again" in out and "2 trained now" in out
+    runs = pl.read_csv(tmp_path / "sweep.csv")
+    assert runs["folder"].to_list() == ["boxes-tiny-a0.5-d16x1-s0", "boxes-tiny-a0.5-d32x2-s0"]
+    assert runs["params"][1] > 2.5 * runs["params"][0] and runs["blocks"].to_list() == [1, 2]
+    again = [a if a != "5" else "6" for a in args]  # the same folders, another step count
+    assert main(again) == 2
+    assert "holds another run: steps 5 (asked 6)" in capsys.readouterr().err
+    assert main([*args[:-1], "32x"]) == 2
+    assert "--sizes takes width x blocks" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, match", [
@@ -96,6 +121,17 @@ def test_report_averages_seeds_with_intervals(tmp_path):
     assert boxes == sorted(boxes)  # quality rises with a in these made-up results
 
 
+def test_report_refuses_two_revisions_of_one_model(tmp_path):
+    """A retrained model evaluated into the same folder is not a fourth seed."""
+    _results(tmp_path, seeds=(0,))
+    r = make(model="probekit/spectrum-boxes-a0.5-s0", family="next-latent", alpha=0.5,
+             revision="retrained00")
+    r["task"]["name"] = "boxes"
+    results.save(r, tmp_path)
+    with pytest.raises(ResultError, match="two revisions of model probekit/spectrum-boxes-a0.5"):
+        collect(tmp_path)
+
+
 def test_report_with_one_seed_uses_the_bootstrap_interval_and_null_causality(tmp_path):
     _results(tmp_path, seeds=(0,), causal=False)
     summary, paths = report(tmp_path, tmp_path / "fig" / "spectrum.png")
@@ -104,7 +140,8 @@ def test_report_with_one_seed_uses_the_bootstrap_interval_and_null_causality(tmp
     assert summary["decodability_lo"].to_list() == rows["decodability_lo"].to_list()
     assert [p.name for p in paths] == ["spectrum.png", "spectrum.csv", "spectrum.md"]
     assert paths[0].read_bytes()[:4] == b"\x89PNG"
-    assert "| boxes | 0.5 | next-latent | 1 |" in markdown(summary)
+    assert "| boxes | 0.5 | next-latent | 237k | 1 |" in markdown(summary)
+    assert regress(rows) is None  # one size: nothing separates a from size
     assert pl.read_csv(paths[1]).height == 6
 
 
@@ -112,7 +149,31 @@ def test_cli_report(tmp_path, capsys):
     _results(tmp_path, seeds=(0, 1))
     assert main(["spectrum", "report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| othello-4 | 1 | jepa | 2 |" in out and (tmp_path / "spectrum.png").is_file()
+    assert "| othello-4 | 1 | jepa | 237k | 2 |" in out and (tmp_path / "spectrum.png").is_file()
+    assert "one model size: nothing separates a from size" in out
+
+
+def test_report_fits_a_and_size_and_says_which_explains_more(tmp_path, capsys):
+    """Made-up results whose scores follow a (and the seed), not the size: the fit finds the a
+    slope, a size slope whose interval holds 0, and says a explains more."""
+    for size in (20_000, 80_000, 320_000):
+        for a, family in ((0.0, "ntp"), (0.5, "next-latent"), (1.0, "jepa")):
+            for seed in (0, 1, 2):
+                r = make(model=f"probekit/spectrum-boxes-a{a:g}-{size}-s{seed}", family=family,
+                         alpha=a, quality=0.4 + 0.4 * a + 0.03 * seed)
+                r["task"]["name"] = "boxes"
+                r["model"]["n_params"] = size
+                results.save(r, tmp_path)
+    rows = collect(tmp_path)
+    fits = regress(rows)
+    dec = fits.filter(pl.col("score") == "decodability").row(0, named=True)
+    assert dec["runs"] == 27 and dec["sizes"] == 3 and dec["explains"] == "a"
+    assert dec["a_lo"] > 0 and dec["log2_params_lo"] < 0 < dec["log2_params_hi"]
+    assert dec["r2_from_a"] > 0.5 > dec["r2_from_size"] + 0.4
+    assert main(["spectrum", "report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "score ~ a + log2(params)" in out and "| boxes | decodability | 27 | 3 |" in out
+    assert (tmp_path / "spectrum-regression.csv").is_file()
 
 
 def test_cli_report_without_spectrum_results(tmp_path, capsys):

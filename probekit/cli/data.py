@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="a new or empty folder (written atomically)")
     ex.add_argument("-q", "--quiet", action="store_true",
                     help="no progress bar or phase lines")
+    ex.add_argument("--limit", type=int, default=None, metavar="N",
+                    help="only the first N episodes of each split (a task of its own, named "
+                         "<task>-limit<N>, as with `eval --limit`)")
     add_include(ex)
     ex.set_defaults(func=cmd_export)
 
@@ -51,7 +54,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from probekit.tasks import load_task
 
     check_export_folder(args.out)  # the folder first, then the task and its size bounds
-    task = load_task(args.task, include_paths(args))
+    task = load_task(args.task, include_paths(args)).limited(args.limit)
     task.check_size()
     with silenced(args.quiet):
         out = export(task, args.out)

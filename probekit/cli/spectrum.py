@@ -20,10 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="seed of the initial weights, the episodes drawn and their order")
     _training_args(train)
     train.set_defaults(func=cmd_train)
-    sweep = ssub.add_parser("sweep", help="train one model per (a, seed) into OUT/<task>-a<a>-s"
-                            "<seed>/ (finished ones are kept)")
+    sweep = ssub.add_parser("sweep", help="train one model per (a, size, seed) into OUT/<task>-a"
+                            "<a>[-d<width>x<blocks>]-s<seed>/; a rerun resumes: finished runs "
+                            "are verified and kept, unfinished ones retrained; OUT/sweep.csv "
+                            "lists every run with its training time")
     sweep.add_argument("--alphas", default=DEFAULT_ALPHAS, help="comma-separated values of a")
     sweep.add_argument("--seeds", type=int, default=3, help="seeds 0 … N-1 per value of a")
+    sweep.add_argument("--sizes", default=None, metavar="WxB,…",
+                       help="model sizes as width x blocks, e.g. 32x1,64x2,128x4 (default: "
+                       "--d-model x --layers, and folder names without the size); each "
+                       "block's MLP is twice the width unless --d-ff is given")
     _training_args(sweep)
     sweep.set_defaults(func=cmd_sweep)
     ls = ssub.add_parser("list", help="list the shipped spectrum checkpoints (probekit eval NAME)")
@@ -45,14 +51,18 @@ def _training_args(p: argparse.ArgumentParser) -> None:
                    help="latent target: the EMA latent at t+k, or the mean over t+1 … t+k")
     p.add_argument("--vicreg", type=float, default=0.0,
                    help="weight of the VICReg variance/covariance anti-collapse term")
-    p.add_argument("--inputs", default="tokens", choices=("tokens", "obs"),
-                   help="world tokens, or continuous observations (a=1 only: no token head)")
+    p.add_argument("--inputs", default="tokens", choices=("tokens", "obs", "frames"),
+                   help="world tokens, continuous observations (a=1 only: no token head), or "
+                        "a frames task's video (a patch encoder; a<1 predicts the next "
+                        "step's pixels)")
     p.add_argument("--steps", type=int, default=1500, help="optimiser steps")
     p.add_argument("--batch-size", type=int, default=32, help="episodes per step")
     p.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate")
     p.add_argument("--episodes", type=int, default=4000, help="training episodes drawn")
     p.add_argument("--d-model", type=int, default=64, help="width of the backbone")
     p.add_argument("--layers", type=int, default=2, help="transformer blocks")
+    p.add_argument("--d-ff", type=int, default=None,
+                   help="hidden width of each block's MLP (default: 2 × --d-model)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice)")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR",
@@ -65,6 +75,7 @@ def _trainer(args: argparse.Namespace, alpha: float, seed: int):
 
     return SpectrumTrainer(alpha, horizon=args.horizon, target=args.target, vicreg=args.vicreg,
                            inputs=args.inputs, d_model=args.d_model, n_layers=args.layers,
+                           d_ff=args.d_ff or 2 * args.d_model,
                            steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                            episodes=args.episodes, seed=seed, progress=not args.quiet)
 
@@ -95,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from probekit.errors import UserError
-    from probekit.spectrum.checkpoint import is_checkpoint
+    from probekit.spectrum import Objective
 
     try:
         alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
@@ -103,18 +114,99 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise UserError(f"--alphas must be comma-separated numbers, got {args.alphas!r}") from None
     if not alphas or args.seeds < 1:
         raise UserError("give at least one value of a (--alphas) and one seed (--seeds)")
-    from probekit.spectrum import Objective
-
+    sizes = _sizes(args.sizes) if args.sizes else [(args.d_model, args.layers)]
     for a in alphas:
         Objective(a)  # every value checked before the first run
-    for a in alphas:
-        for seed in range(args.seeds):
-            out = args.out / f"{args.task}-a{a:g}-s{seed}"
-            if is_checkpoint(out):
-                print(f"{out}: kept (already trained)")
-                continue
-            _fit(args, a, seed, out)
+    runs = []
+    for d_model, layers in sizes:
+        args.d_model, args.layers = d_model, layers
+        for a in alphas:
+            for seed in range(args.seeds):
+                tag = f"-d{d_model}x{layers}" if args.sizes else ""
+                out = args.out / f"{args.task}-a{a:g}{tag}-s{seed}"
+                status = _resume(args, a, seed, out)
+                if status is None:
+                    _fit(args, a, seed, out)
+                    status = "trained"
+                else:
+                    print(f"{out}: {status}")
+                runs.append(_run_row(out, status))
+    _write_sweep(args.out / "sweep.csv", runs)
+    hours = sum(r["train_seconds"] for r in runs) / 3600
+    print(f"{len(runs)} runs ({sum(r['status'] == 'trained' for r in runs)} trained now); "
+          f"{hours:.2f} CPU hours of training in all (the recorded train_seconds); "
+          f"wrote {args.out / 'sweep.csv'}")
     return 0
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    from probekit.errors import UserError
+
+    out = []
+    for item in text.split(","):
+        try:
+            width, blocks = (int(v) for v in item.strip().lower().split("x"))
+        except ValueError:
+            raise UserError(f"--sizes takes width x blocks, e.g. 32x1,64x2; got {item!r}") \
+                from None
+        if width < 1 or blocks < 1:
+            raise UserError(f"--sizes: width and blocks must be at least 1, got {item!r}")
+        out.append((width, blocks))
+    return out
+
+
+def _resume(args: argparse.Namespace, alpha: float, seed: int, out: Path) -> str | None:
+    """None: train `out`. Else why it is kept: a whole checkpoint of this very run (loaded, so
+    its files agree, and its recorded settings match the sweep's); a folder holding another
+    run, or a damaged one, is an error rather than something to overwrite."""
+    from probekit.errors import ModelError, UserError
+    from probekit.spectrum import checkpoint
+    from probekit.tasks import load_task
+
+    if not (out / checkpoint.META).is_file():
+        if out.exists() and any(out.iterdir()):
+            print(f"{out}: unfinished (no {checkpoint.META}); training it again")
+        return None
+    try:
+        model, meta = checkpoint.load(out)
+    except ModelError as e:
+        raise ModelError(f"{out} is a damaged checkpoint ({e}); delete it to retrain it") \
+            from None
+    want = {"alpha": float(alpha), "seed": seed, "steps": args.steps, "horizon": args.horizon,
+            "target": args.target, "episodes": args.episodes,
+            "batch_size": args.batch_size, "lr": float(args.lr),
+            "task_fingerprint": load_task(args.task, args.include_path).fingerprint}
+    have = {k: getattr(meta, k) for k in want}
+    have_size = (model.config.d_model, model.config.n_layers, model.config.d_ff,
+                 model.config.inputs)
+    want_size = (args.d_model, args.layers, args.d_ff or 2 * args.d_model, args.inputs)
+    bad = [f"{k} {have[k]!r} (asked {want[k]!r})" for k in want if have[k] != want[k]] + \
+        ([f"size/inputs {have_size} (asked {want_size})"] if have_size != want_size else [])
+    if bad:
+        raise UserError(f"{out} holds another run: {', '.join(bad)}; use another --out or "
+                        "delete it")
+    return "kept (already trained, verified)"
+
+
+def _run_row(out: Path, status: str) -> dict:
+    from probekit.adapters.base import n_params
+    from probekit.spectrum import checkpoint
+
+    model, meta = checkpoint.load(out)
+    return {"folder": out.name, "task": meta.task, "alpha": meta.alpha, "family": meta.family,
+            "d_model": model.config.d_model, "blocks": model.config.n_layers,
+            "params": n_params(model), "seed": meta.seed, "steps": meta.steps,
+            "train_seconds": meta.train_seconds, "collapsed": bool(meta.collapse["collapsed"]),
+            "status": status.split(" ")[0]}
+
+
+def _write_sweep(path: Path, runs: list[dict]) -> None:
+    import polars as pl
+
+    from probekit.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        pl.DataFrame(runs).write_csv(tmp)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -139,10 +231,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from probekit.spectrum.report import markdown, report
+    from probekit.spectrum.report import report
 
     summary, paths = report(args.results, args.out or args.results / "spectrum.png")
-    print(markdown(summary), end="")
+    print(paths[-1].read_text(encoding="utf-8"), end="")  # the table (+ the fits), as written
+    if summary["size"].n_unique() < 2:
+        print("one model size: nothing separates a from size (train more with --d-model, "
+              "--layers)")
     for p in paths:
         print(f"wrote {p}")
     return 0

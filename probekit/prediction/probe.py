@@ -106,9 +106,9 @@ class PredictionProbe:
                                           f"violation pairs" + (f" ({why})" if why else ""))
         if not kinds:
             ident = adapter.identity
-            note = " (spectrum checkpoints keep the encoder only, not the latent predictor and " \
-                "EMA target it was trained with)" if ident.adapter == "spectrum" and \
-                (ident.alpha or 0) > 0 else ""
+            note = " (this spectrum checkpoint keeps no latent predictor: one is kept at " \
+                "horizon 1 only, by checkpoints trained since probekit kept it; retrain it)" \
+                if ident.adapter == "spectrum" and (ident.alpha or 0) > 0 else ""
             return PredictionResult.empty(task.name, config, f"model {ident.id} has neither a "
                                           "token head nor a latent predictor, so it defines no "
                                           f"surprise{note}")

@@ -110,6 +110,9 @@ def load(folder: str | Path) -> tuple[SpectrumModel, SpectrumMeta]:
     if raw.get("model_type") != MODEL_TYPE:
         raise ModelError(f"{where}/{CONFIG}: model_type is {raw.get('model_type')!r}, not "
                          f"{MODEL_TYPE!r}")
+    # Fields added since: the latent predictor, frame inputs.
+    raw = {"predictor": False, "frame_channels": 0, "frame_size": 0, "patch": 8,
+           "pixel_head": False, **raw}
     try:
         config = SpectrumConfig(**strict(SpectrumConfig, raw, f"{where}/{CONFIG}",
                                          ignore=("model_type",)))
@@ -147,12 +150,18 @@ def check(config: SpectrumConfig, meta: SpectrumMeta, where: str) -> None:
         raise ModelError(f"{where}/{META}: family {meta.family!r} does not match alpha "
                          f"{meta.alpha}, horizon {meta.horizon} and target {meta.target!r} "
                          f"(that is {objective.station!r})")
-    if config.token_head != (meta.alpha < 1):
+    head, kind = ((config.pixel_head, "pixel_head") if config.inputs == "frames"
+                  else (config.token_head, "token_head"))
+    if head != (meta.alpha < 1):
         raise ModelError(f"{where}: alpha {meta.alpha} in {META} but {CONFIG} has "
-                         f"token_head={config.token_head} (a token head exactly when alpha < 1)")
+                         f"{kind}={head} (a next-step head exactly when alpha < 1)")
     if config.token_head and config.horizon != meta.horizon:
         raise ModelError(f"{where}: horizon {meta.horizon} in {META} but {CONFIG} has "
                          f"{config.horizon} token heads")
+    if config.predictor and not (meta.alpha > 0 and meta.horizon == 1):
+        raise ModelError(f"{where}: {CONFIG} keeps a latent predictor but {META} has alpha "
+                         f"{meta.alpha} and horizon {meta.horizon} (a predictor is kept only "
+                         "for alpha > 0 at horizon 1)")
     try:
         world = WORLDS.get(meta.world)(**meta.knobs)
     except ProbekitError as e:

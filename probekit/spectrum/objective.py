@@ -4,7 +4,8 @@
 stop-gradient, LayerNorm-ed hidden state of an EMA copy of the network (`target` "next": at
 t+k; "summary": the mean over t+1 … t+k), optionally with a VICReg variance/covariance term on
 the online latents against collapse. a = 0 is next-token prediction (multi-token for k > 1);
-a = 1 with no token head is the JEPA end.
+a = 1 with no token head is the JEPA end. On frames the first term is next-step pixel
+prediction instead (`SpectrumModel.pixel_loss`, reported as `pixel`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from probekit.errors import ModelError, UnknownNameError, UserError
-from probekit.spectrum.model import SpectrumModel
+from probekit.spectrum.model import SpectrumModel, latent_predictor
 
 TARGETS = ("next", "summary")
 
@@ -71,7 +72,7 @@ class SpectrumLoss(nn.Module):
     def __init__(self, model: SpectrumModel, objective: Objective):
         super().__init__()
         config = model.config
-        if objective.alpha < 1 and not model.has_token_head:
+        if objective.alpha < 1 and not (model.has_token_head or model.has_pixel_head):
             raise ModelError(f"alpha {objective.alpha} needs a next-token loss, but the model has "
                              "no token head (continuous input); use alpha 1 or token input")
         if model.has_token_head and len(model.heads) != objective.horizon:
@@ -79,9 +80,7 @@ class SpectrumLoss(nn.Module):
                              f"horizon is {objective.horizon}")
         self.model, self.objective = model, objective
         if objective.alpha > 0:
-            d = config.d_model
-            self.predictor = nn.Sequential(nn.Linear(2 * d, config.d_ff), nn.GELU(),
-                                           nn.Linear(config.d_ff, d))
+            self.predictor = latent_predictor(config)
             self.target = copy.deepcopy(model).requires_grad_(False).eval()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -92,7 +91,10 @@ class SpectrumLoss(nn.Module):
         mask = mask.bool()
         terms: dict[str, torch.Tensor] = {}
         total = h.new_zeros(())
-        if a < 1:
+        if a < 1 and self.model.has_pixel_head:  # frames: next-step pixels
+            terms["pixel"] = self.model.pixel_loss(x, h, mask)
+            total = total + (1 - a) * terms["pixel"]
+        elif a < 1:
             ce = []
             for j, head in enumerate(self.model.heads, start=1):
                 logits = head(h[:, :-j])

@@ -1,9 +1,12 @@
 """The spectrum figure: decodability (late), selectivity, causality (gain) and prediction (VoE
-accuracy) against a, per task.
+accuracy) against a, per task and model size.
 
 Reads `probekit.result/2` files of spectrum models (any results folder: `probekit eval --out`),
-averages seeds at each (task, a) with a 95% t-interval over seeds — or, for a single seed, the
-result's own bootstrap interval — and writes a PNG and the table (CSV and Markdown).
+averages seeds at each (task, a, family, size) with a 95% t-interval over seeds — or, for a
+single seed, the result's own bootstrap interval — and writes a PNG and the table (CSV and
+Markdown). Where the results span two sizes or more, `regress` fits, per task and score,
+score ~ a + log2(parameters) + a × log2(parameters) over the seeds of the main line (ntp,
+next-latent, jepa) and says whether a or the size explains more of the variance.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from probekit.errors import ResultError
@@ -39,7 +43,7 @@ def collect(folder: str | Path) -> pl.DataFrame:
     if not folder.is_dir():
         raise ResultError(f"results folder {str(folder)!r} does not exist; write results with "
                           "probekit eval SPECTRUM_MODEL --out DIR first")
-    rows, seen = [], set()
+    rows, seen = [], {}
     for path in sorted(folder.rglob("*.json")):
         try:
             r = json.loads(path.read_text(encoding="utf-8"))
@@ -48,15 +52,41 @@ def collect(folder: str | Path) -> pl.DataFrame:
         if not isinstance(r, dict) or r.get("schema") != SCHEMA:
             continue
         alpha = (r["model"].get("spectrum") or {}).get("alpha")
-        key = (r["model"]["id"], r["model"]["revision"], r["task"]["name"])
-        if alpha is None or key in seen:
+        key = (r["model"]["id"], r["task"]["name"])
+        if alpha is None:
             continue
-        seen.add(key)
+        if key in seen:
+            if seen[key][1] == r["model"]["revision"]:
+                continue
+            raise ResultError(f"{path} and {seen[key][0]} hold two revisions of model {key[0]} "
+                              f"on {key[1]} ({r['model']['revision']}, {seen[key][1]}); a "
+                              "retrained model is a new seed of no one — remove the stale result")
+        seen[key] = (path, r["model"]["revision"])
         rows.append(_row(r, alpha))
     if not rows:
         raise ResultError(f"no {SCHEMA} results of spectrum models (with an alpha) under "
                           f"{str(folder)!r}; run probekit eval on spectrum checkpoints first")
-    return pl.DataFrame(rows, infer_schema_length=None).sort("task", "alpha", "model")
+    table = pl.DataFrame(rows, infer_schema_length=None).sort("task", "alpha", "model")
+    return table.with_columns(size=pl.col("n_params").replace_strict(sizes(table["n_params"])))
+
+
+SAME_SIZE = 1.5  # parameter counts within this ratio are one model size
+
+
+def sizes(n_params: pl.Series) -> dict[int, int]:
+    """Each parameter count → its model size: counts within `SAME_SIZE`× of the smallest of a
+    group are one size (a's token heads and latent predictor move the count of one backbone a
+    little), named by the group's geometric mean."""
+    out: dict[int, int] = {}
+    group: list[int] = []
+    for n in sorted(set(n_params.to_list())) + [None]:
+        if group and (n is None or n > SAME_SIZE * group[0]):
+            name = int(round(float(np.exp(np.mean(np.log(group))))))
+            out.update({g: name for g in group})
+            group = []
+        if n is not None:
+            group.append(n)
+    return out
 
 
 def _row(r: dict[str, Any], alpha: float) -> dict[str, Any]:
@@ -69,6 +99,7 @@ def _row(r: dict[str, Any], alpha: float) -> dict[str, Any]:
     return {
         "task": r["task"]["name"], "alpha": float(alpha),
         "family": r["model"]["spectrum"]["family"], "model": r["model"]["id"],
+        "n_params": int(r["model"]["n_params"]),
         "layer": d["layer"], "decodability": d["value"], "decodability_lo": lo,
         "decodability_hi": hi, "selectivity": d["selectivity"],
         "selectivity_lo": lo - d["control"], "selectivity_hi": hi - d["control"],
@@ -81,18 +112,81 @@ def _row(r: dict[str, Any], alpha: float) -> dict[str, Any]:
 
 
 def summarise(rows: pl.DataFrame) -> pl.DataFrame:
-    """Per (task, a): seeds, and each score's mean with its 95% interval."""
+    """Per (task, a, family, size): seeds, and each score's mean with its 95% interval."""
     out = []
-    for (task, alpha), g in rows.group_by("task", "alpha", maintain_order=True):
-        rec: dict[str, Any] = {"task": task, "alpha": alpha, "family": g["family"][0],
-                               "seeds": g.height}
+    for (task, alpha, family, size), g in rows.group_by("task", "alpha", "family", "size",
+                                                         maintain_order=True):
+        rec: dict[str, Any] = {"task": task, "alpha": alpha, "family": family,
+                               "size": size, "seeds": g.height}
         for s in SCORES:
             rec[s], rec[f"{s}_lo"], rec[f"{s}_hi"] = _interval(g, s)
         for s in ("random_init", "random_control", "voe_random_init"):
             v = g[s].drop_nulls()
             rec[s] = float(v.mean()) if len(v) else None
         out.append(rec)
-    return pl.DataFrame(out, infer_schema_length=None)
+    return pl.DataFrame(out, infer_schema_length=None).sort("task", "size", "alpha", "family")
+
+
+MAIN_LINE = ("ntp", "next-latent", "jepa")  # one objective per a: what the fit compares
+
+
+def regress(rows: pl.DataFrame) -> pl.DataFrame | None:
+    """Per task and score, OLS over seeds of score ~ a + s + a·s, s = log2(model size) (see
+    `sizes`) centred on the task's mean: each coefficient with its 95% t interval, R², and how
+    much R² is lost without a (its main effect and the interaction) and without s (likewise);
+    `explains` names the larger ("neither" when neither adds 5% of the variance, or the score
+    is constant). None when the results hold one size only (nothing separates a from size)."""
+    from probekit.intervals import ols
+
+    main = rows.filter(pl.col("family").is_in(MAIN_LINE))
+    if main["size"].n_unique() < 2:
+        return None
+    out = []
+    for (task,), g in main.group_by("task", maintain_order=True):
+        for score in SCORES:
+            have = g.filter(pl.col(score).is_not_null())
+            if have["size"].n_unique() < 2 or have["alpha"].n_unique() < 2 or have.height < 6:
+                continue
+            a = have["alpha"].to_numpy().astype(float)
+            size = np.log2(have["size"].to_numpy().astype(float))
+            size = size - size.mean()
+            y = have[score].to_numpy().astype(float)
+            one = np.ones_like(a)
+            coef, ci, r2 = ols(np.stack([one, a, size, a * size], 1), y)
+            _, _, r2_no_a = ols(np.stack([one, size], 1), y)
+            _, _, r2_no_size = ols(np.stack([one, a], 1), y)
+            rec: dict[str, Any] = {"task": task, "score": score, "runs": have.height,
+                                   "sizes": have["size"].n_unique(), "r2": r2,
+                                   "r2_from_a": r2 - r2_no_a, "r2_from_size": r2 - r2_no_size}
+            for j, name in enumerate(("intercept", "a", "log2_params", "a_x_log2_params")):
+                rec[name], rec[f"{name}_lo"], rec[f"{name}_hi"] = coef[j], *ci[j]
+            rec["explains"] = _explains(rec["r2_from_a"], rec["r2_from_size"])
+            out.append(rec)
+    return pl.DataFrame(out, infer_schema_length=None) if out else None
+
+
+def _explains(from_a: float, from_size: float, least: float = 0.05) -> str:
+    """Which term's R² share is larger: "a", "size", or "neither" (a constant score, or
+    neither adds `least` of the variance)."""
+    if not (np.isfinite(from_a) and np.isfinite(from_size)) or max(from_a, from_size) < least:
+        return "neither"
+    return "a" if from_a > from_size else "size"
+
+
+def regression_markdown(fits: pl.DataFrame) -> str:
+    """The fits as a Markdown table: coefficients with intervals, R² and its split."""
+    def coef(r: dict[str, Any], name: str) -> str:
+        return f"{r[name]:+.3f} [{r[f'{name}_lo']:+.3f}, {r[f'{name}_hi']:+.3f}]"
+
+    lines = ["| task | score | runs | sizes | a | log2 params | a × log2 params | R² | "
+             "R² from a | R² from size | explains more |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in fits.iter_rows(named=True):
+        lines.append(f"| {r['task']} | {r['score']} | {r['runs']} | {r['sizes']} | "
+                     f"{coef(r, 'a')} | {coef(r, 'log2_params')} | "
+                     f"{coef(r, 'a_x_log2_params')} | {r['r2']:.2f} | {r['r2_from_a']:.2f} | "
+                     f"{r['r2_from_size']:.2f} | {r['explains']} |")
+    return "\n".join(lines) + "\n"
 
 
 def _interval(g: pl.DataFrame, score: str) -> tuple[float | None, float | None, float | None]:
@@ -108,9 +202,10 @@ def _interval(g: pl.DataFrame, score: str) -> tuple[float | None, float | None, 
 
 
 def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
-    """Four panels against a: each task's mean with its interval, the seeds as dots, the
-    random-init twin (decodability, VoE) and the random-subspace control (causal gain)
-    dashed. The VoE panel reads each model's headline surprise: token surprisal where the model
+    """Four panels against a: each task (colour) and size (line style and marker) as its mean
+    with its interval, the seeds as dots, the random-init twin (decodability, VoE) and the
+    random-subspace control (causal gain) dotted; the horizon and summary variants as hollow
+    markers. The VoE panel reads each model's headline surprise: token surprisal where the model
     has a token head (a < 1), latent prediction error otherwise."""
     import matplotlib
 
@@ -119,21 +214,37 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
 
     fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.8), sharex=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    sizes = sorted(summary["size"].unique().to_list())
+    styles = [("-", "o"), ("--", "s"), ("-.", "D"), ((0, (6, 2, 1, 2, 1, 2)), "v")]
+    markers = {"multi-token": "^", "future-summary": "P"}
     for k, ((task,), g) in enumerate(summary.group_by("task", maintain_order=True)):
         c = colours[k % len(colours)]
-        seeds = rows.filter(pl.col("task") == task)
-        for ax, s in zip(axes, SCORES):
-            have = g.filter(pl.col(s).is_not_null())
-            if have.height == 0:
-                continue
-            x, y = have["alpha"].to_numpy(), have[s].to_numpy()
-            err = [y - have[f"{s}_lo"].to_numpy(), have[f"{s}_hi"].to_numpy() - y]
-            ax.errorbar(x, y, yerr=err, fmt="-o", color=c, capsize=3, ms=4, label=task)
-            dots = seeds.filter(pl.col(s).is_not_null())
-            ax.plot(dots["alpha"].to_numpy(), dots[s].to_numpy(), ".", color=c, alpha=0.35)
-            base = BASELINES.get(s)
-            if base and have[base].null_count() < have.height:
-                ax.plot(x, have[base].to_numpy(), "--", color=c, lw=1, alpha=0.7)
+        for (size,), line in g.group_by("size", maintain_order=True):
+            ls, marker = styles[sizes.index(size) % len(styles)]
+            label = task if len(sizes) == 1 else f"{task} · {_size(size)}"
+            main = line.filter(pl.col("family").is_in(MAIN_LINE))
+            variants = line.filter(~pl.col("family").is_in(MAIN_LINE))
+            seeds = rows.filter((pl.col("task") == task) & (pl.col("size") == size)
+                                & pl.col("family").is_in(MAIN_LINE))
+            for ax, s in zip(axes, SCORES):
+                have = main.filter(pl.col(s).is_not_null())
+                if have.height:
+                    x, y = have["alpha"].to_numpy(), have[s].to_numpy()
+                    err = [y - have[f"{s}_lo"].to_numpy(), have[f"{s}_hi"].to_numpy() - y]
+                    ax.errorbar(x, y, yerr=err, fmt=marker, ls=ls, color=c, capsize=3, ms=4,
+                                label=label)
+                    dots = seeds.filter(pl.col(s).is_not_null())
+                    ax.plot(dots["alpha"].to_numpy(), dots[s].to_numpy(), ".", color=c,
+                            alpha=0.35)
+                    base = BASELINES.get(s)
+                    if base and have[base].null_count() < have.height:
+                        ax.plot(x, have[base].to_numpy(), ls=(0, (2, 2)), color=c, lw=0.8,
+                                alpha=0.6)
+                for r in variants.filter(pl.col(s).is_not_null()).iter_rows(named=True):
+                    ax.errorbar([r["alpha"]], [r[s]], yerr=[[r[s] - r[f"{s}_lo"]],
+                                                            [r[f"{s}_hi"] - r[s]]],
+                                fmt=markers.get(r["family"], "x"), color=c, ms=6, capsize=2,
+                                mfc="white", label=f"{label}, {r['family']}")
     for ax, s in zip(axes, SCORES):
         ax.set_title(TITLES[s], fontsize=10)
         ax.set_xlabel("a  (0: next-token prediction → 1: JEPA)", fontsize=9)
@@ -149,17 +260,29 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
             ax.text(0.98, 0.02, f"{', '.join(unscored)}: not scored (see the table)",
                     ha="right", va="bottom", transform=ax.transAxes, color="grey", fontsize=7)
         ax.set_ylim(*YLIM[s])
-    axes[0].legend(fontsize=8, title="task (dashed: random init)", title_fontsize=8)
-    axes[2].text(0.02, 0.02, "dashed: random subspace of the same rank",
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:  # a line missing from the first panel still gets its legend entry
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5),
+               title="task (dotted: random init)", title_fontsize=8, frameon=False)
+    axes[2].text(0.02, 0.02, "dotted: random subspace of the same rank",
                  transform=axes[2].transAxes, fontsize=7, color="grey")
     fig.suptitle("probekit spectrum: scores against a (mean, 95% t-interval over seeds, cut at "
                  "the panel's edge; dots: seeds)", fontsize=10)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _size(n: int) -> str:
+    """A parameter count, short: 26k, 1.2M."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
 
 def markdown(summary: pl.DataFrame) -> str:
@@ -172,11 +295,12 @@ def markdown(summary: pl.DataFrame) -> str:
     def num(x: float | None) -> str:
         return "—" if x is None else f"{x:.3f}"
 
-    lines = ["| task | a | family | seeds | decodability (late) | random init | selectivity | "
-             "causal gain | random control | VoE | VoE random init |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | a | family | params | seeds | decodability (late) | random init | "
+             "selectivity | causal gain | random control | VoE | VoE random init |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary.iter_rows(named=True):
-        lines.append(f"| {r['task']} | {r['alpha']:g} | {r['family']} | {r['seeds']} | "
+        lines.append(f"| {r['task']} | {r['alpha']:g} | {r['family']} | "
+                     f"{_size(r['size'])} | {r['seeds']} | "
                      f"{cell(r, 'decodability')} | {num(r['random_init'])} | "
                      f"{cell(r, 'selectivity')} | {cell(r, 'causal_gain')} | "
                      f"{num(r['random_control'])} | {cell(r, 'voe')} | "
@@ -193,5 +317,13 @@ def report(results: str | Path, png: str | Path) -> tuple[pl.DataFrame, list[Pat
     with atomic_path(png.with_suffix(".csv")) as tmp:
         summary.write_csv(tmp)
     paths.append(png.with_suffix(".csv"))
-    paths.append(write_text(png.with_suffix(".md"), markdown(summary)))
+    fits = regress(rows)
+    text = markdown(summary)
+    if fits is not None:
+        with atomic_path(png.with_name(png.stem + "-regression.csv")) as tmp:
+            fits.write_csv(tmp)
+        paths.append(png.with_name(png.stem + "-regression.csv"))
+        text += "\nscore ~ a + log2(params) + a × log2(params), per task (95% t intervals):\n\n" \
+            + regression_markdown(fits)
+    paths.append(write_text(png.with_suffix(".md"), text))
     return summary, paths

@@ -9,6 +9,7 @@ random-init twin (the same architecture with the run's initial weights).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 import warnings
@@ -22,6 +23,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from probekit.adapters.base import Batch
 from probekit.adapters.module import encode
+from probekit.adapters.spectrum import encode_frames
 from probekit.errors import ModelError, UserError
 from probekit.spectrum import checkpoint
 from probekit.spectrum.collapse import CollapseMonitor
@@ -29,6 +31,7 @@ from probekit.spectrum.model import INPUTS, SpectrumConfig, SpectrumModel, init_
 from probekit.spectrum.objective import Objective, SpectrumLoss
 from probekit.tasks import Task, load_task
 from probekit.worlds import World
+from probekit.worlds.render import attach
 
 
 @dataclass
@@ -48,16 +51,23 @@ class Episodes:
 
 
 def draw(task: Task, world: World, n: int, seed: int, stream: int, inputs: str) -> Episodes:
-    """`n` episodes of `world` from the generator (seed, stream, task fingerprint)."""
+    """`n` episodes of `world` from the generator (seed, stream, task fingerprint); on frames
+    rendered with the task's frame knobs."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, stream, int(task.fingerprint, 16)]))
     eps = [world.episode(rng) for _ in range(n)]
-    rows = [{"tokens": e.tokens, "token_steps": e.token_steps, "obs": e.obs, "text": e.text,
-             "step_spans": e.step_spans, "query_span": e.query_span} for e in eps]
     labels = np.stack([np.stack([np.asarray(e.labels[t.name], dtype=np.float64)
                                  for t in task.targets], -1) for e in eps])
+    if inputs == "frames":
+        assert task.spec.frames is not None  # checked by `SpectrumTrainer.fit`
+        attach(world, eps, task.spec.frames)
+        return Episodes(encode_frames([{"frames": e.frames, "step_spans": e.step_spans}
+                                       for e in eps], task.spec.frames["frames_per_step"]),
+                        labels)
+    rows = [{"tokens": e.tokens, "token_steps": e.token_steps, "obs": e.obs, "text": e.text,
+             "step_spans": e.step_spans, "query_span": e.query_span} for e in eps]
     return Episodes(encode(rows, inputs), labels)
 
-LOSSES = ("token", "latent", "vicreg", "total")
+LOSSES = ("token", "pixel", "latent", "vicreg", "total")
 
 
 class SpectrumTrainer:
@@ -90,6 +100,9 @@ class SpectrumTrainer:
     def fit(self, task: Task | str, include: Iterable[str | Path] = ()) -> SpectrumTrainer:
         objective = self._checked()
         task = load_task(task, include) if isinstance(task, str) else task
+        if self.inputs == "frames" and task.spec.frames is None:
+            raise UserError(f"--inputs frames needs a task with frames; task {task.name} "
+                            "declares none (use a *-frames task, e.g. balls-2-frames)")
         world = task.spec.world_for("train")
         t0 = time.perf_counter()
         data = draw(task, world, self.episodes, self.seed, 0, self.inputs)
@@ -122,7 +135,7 @@ class SpectrumTrainer:
         objective = self.objective()
         if self.inputs not in INPUTS:
             raise UserError(f"inputs {self.inputs!r} is not valid; valid: {', '.join(INPUTS)}")
-        if self.inputs == "obs" and objective.alpha < 1:
+        if self.inputs == "obs" and objective.alpha < 1:  # frames: a pixel head instead
             raise ModelError(f"alpha {objective.alpha:g} trains a token head, and a token head "
                              "was asked of a continuous-only model (inputs='obs'); use "
                              "inputs='tokens' or alpha 1")
@@ -182,6 +195,7 @@ class SpectrumTrainer:
                     f"{k} {v:.3f}" for k, v in history[-1].items()
                     if k in ("token", "latent", "effective_rank") and v is not None)
             bar.update()
+        keep_predictor(model, loss_fn)
         return history
 
     def save(self, folder: str | Path) -> Path:
@@ -192,13 +206,25 @@ class SpectrumTrainer:
 
     def _config(self, world: World, data: Episodes) -> SpectrumConfig:
         longest = int(data.mask.sum(1).max())
+        frames = self.inputs == "frames"
         return SpectrumConfig(
             inputs=self.inputs,
             vocab_size=len(world.vocabulary()) if self.inputs == "tokens" else 0,
             obs_dim=int(data.x.shape[-1]) if self.inputs == "obs" else 0,
             d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads, d_ff=self.d_ff,
             max_len=max(32, 2 ** math.ceil(math.log2(2 * longest))),
-            token_head=self.alpha < 1, horizon=self.horizon)
+            token_head=self.alpha < 1 and not frames, horizon=self.horizon,
+            frame_channels=int(data.x.shape[2]) if frames else 0,
+            frame_size=int(data.x.shape[-1]) if frames else 0,
+            pixel_head=self.alpha < 1 and frames)
+
+
+def keep_predictor(model: SpectrumModel, loss_fn: SpectrumLoss) -> None:
+    """Move the trained latent predictor into the model (its checkpoint then keeps it, and the
+    model has a latent surprise) where it predicts the next latent: alpha > 0, horizon 1."""
+    if loss_fn.objective.alpha > 0 and loss_fn.objective.horizon == 1:
+        model.config = dataclasses.replace(model.config, predictor=True)
+        model.predictor = loss_fn.predictor
 
 
 def schedule(opt: torch.optim.Optimizer, lr: float, steps: int

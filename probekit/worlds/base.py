@@ -75,7 +75,9 @@ class Episode:
     the true state and one label array per target (each of length T = number of steps).
 
     `query_span`/`query_answer` mark the answer word of a closing question, when the world asks
-    one: the model's token prediction just before it is the token readout.
+    one: the model's token prediction just before it is the token readout. `frames` is the
+    episode rendered as video [T·F, C, H, W] uint8, set only for tasks that declare frames
+    (`probekit.worlds.render`).
     """
 
     text: str
@@ -88,6 +90,7 @@ class Episode:
     labels: dict[str, np.ndarray]  # target name -> [T]
     query_span: list[int] = field(default_factory=lambda: [-1, -1])
     query_answer: str = ""
+    frames: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -108,6 +111,8 @@ class Episode:
         }
         for name, values in self.labels.items():
             row[f"label.{name}"] = np.asarray(values).tolist()
+        if self.frames is not None:
+            row["frames"] = self.frames
         return row
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 # The columns of the `pairs` table besides the `source.` and `placebo.` episode columns.
 PAIR_COLUMNS = {
     "base_index": "row of the base episode in the `episodes` table, same split",
@@ -45,9 +47,16 @@ VIOLATION_COLUMNS = {
 
 def _empty_like(row: dict[str, Any]) -> dict[str, Any]:
     """An episode row with the keys of `row` and every value empty: lists empty (but
-    `query_span` [-1, -1], as for an episode without a question), strings empty."""
-    return {k: ([-1, -1] if k == "query_span" else []) if isinstance(v, list) else ""
-            for k, v in row.items()}
+    `query_span` [-1, -1], as for an episode without a question), arrays (`frames`) with no
+    frames, strings empty."""
+    def empty(k: str, v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return np.zeros((0, *v.shape[1:]), dtype=v.dtype)
+        if isinstance(v, list):
+            return [-1, -1] if k == "query_span" else []
+        return ""
+
+    return {k: empty(k, v) for k, v in row.items()}
 
 
 def pair_row(index: int, pair) -> dict[str, Any]:
