@@ -302,15 +302,15 @@ def test_on_the_quickstart_mdl_ranks_the_model_above_its_random_init_twin():
 
 
 def test_test_long_is_left_out_with_a_warning_where_the_model_cannot_read_it():
-    """gridworld-5x5's test_long episodes (389 positions) are longer than the spectrum
-    references read (256): the headline splits are probed, test_long is left out and said so."""
+    """gridworld-5x5's test_long episodes (132 positions) are longer than its spectrum
+    references read (128): the headline splits are probed, test_long is left out and said so."""
     from probekit.adapters import load_model
     from probekit.errors import ProbekitWarning
     from probekit.tasks import load_task
 
     adapter = load_model("spectrum-gridworld-5x5-a0", device="cpu")
     task = load_task("gridworld-5x5").limited(24)
-    with pytest.warns(ProbekitWarning, match="test_long left out .* reads at most 256"):
+    with pytest.warns(ProbekitWarning, match="test_long left out .* reads at most 128"):
         result = DecodabilityProbe(control=False, mdl=False, progress=False).run(
             adapter, task, ["block.1"])
     rows = result.rows()

@@ -123,7 +123,7 @@ def rule_break(world_name: str, world, ep: Episode) -> int | None:
                 return t
         return None
     if world_name == "gridworld":
-        return world.rule_break(ep._walls, ep)
+        return world.rule_break(ep)
     if world_name == "cellular":
         return world.rule_break(parse_rows(ep))
     if world_name == "bouncing_balls":
