@@ -319,12 +319,12 @@ def test_a_spectrum_reference_on_othello_reports_voe_and_legality():
     assert p["ci95"][0] > twin["ci95"][1], (p["voe"], twin["voe"])
 
 
-def test_a_mixed_spectrum_reference_reports_its_token_surprise_against_its_twin():
+def test_a_mixed_spectrum_reference_reports_both_surprises_token_first():
     task = load_task("boxes")
     model = load_model("spectrum-boxes-a0.5", device="cpu")
-    assert model.surprise_kinds() == ("token",)  # its checkpoint keeps no latent predictor
+    assert model.surprise_kinds() == ("token", "latent")  # both heads: token is the headline
     p = PredictionProbe(max_pairs=200).run(model, task, twin=model.random_init(0)).scores()
-    assert p["surprise"] == "token" and p["also"] is None
+    assert p["surprise"] == "token" and set(p["also"]) == {"latent"}
     assert p["ci95"][0] > p["random_init"]["ci95"][1], (p["voe"], p["random_init"]["voe"])
 
 
