@@ -159,3 +159,23 @@ def test_the_shipped_next_token_reference_tracks_the_position_its_twin_cannot():
     trained = quick_probe(model, task, probe)
     twin = quick_probe(init_model(model.config, meta.seed), task, probe)
     assert trained > twin + 0.2, (trained, twin)
+
+
+def test_pairs_change_the_move_word_and_violations_the_same_words_in_both_edits():
+    task = load_task("gridworld-5x5")
+    world = task.spec.world_for("test")
+    one_word = 0
+    for i in range(40):
+        base, pair, vio = task.generate("test", i, violation=True)
+        move = base.token_steps[pair.step] - 1  # the step's words: move, outcome
+        assert move in pair.diff_tokens and pair.diff_steps[0] == pair.step
+        one_word += pair.diff_tokens == [move]
+        t = vio.step
+        changed = [p for p in vio.impossible_diff_tokens if p <= base.token_steps[t]]
+        assert changed == [p for p in vio.possible_diff_tokens if p <= base.token_steps[t]]
+        assert changed[0] == base.token_steps[t] - 1  # the move word, and the outcome with it
+        assert world.rule_break(vio.possible) is None and world.rule_break(vio.impossible) == t
+        said = vio.impossible.surface[t].split()[1]
+        assert said == vio.possible.surface[t].split()[1]  # the same outcome reported
+        assert said == ("ok" if vio.kind == "through_wall" else "bump")
+    assert one_word >= 32  # nearly every pair: the move word at its step and nothing else

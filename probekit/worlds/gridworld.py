@@ -220,9 +220,9 @@ class Gridworld(World):
                        settings: dict[str, Any]) -> Counterfactual | None:
         """Take another move at step t and keep every later move; the walk after t is
         re-simulated. The move is drawn among those that change the answer to the closing
-        question, those whose re-walk bumps where the base's does first (then only the move at
-        t differs in the text); `step: random` draws t among the steps where such a move
-        exists."""
+        question, preferring (over every step) those whose re-walk bumps exactly where the
+        base's does, so that the move at t is the only word that differs; `step: random` draws
+        t among the steps where such a move exists."""
         T = base.n_steps
         steps = [T - 1] if settings["step"] == "last" else list(range(1, T))
         found = self._alternative(base, [steps[i] for i in rng.permutation(len(steps))], rng,
