@@ -178,14 +178,18 @@ def regression_markdown(fits: pl.DataFrame) -> str:
     def coef(r: dict[str, Any], name: str) -> str:
         return f"{r[name]:+.3f} [{r[f'{name}_lo']:+.3f}, {r[f'{name}_hi']:+.3f}]"
 
-    lines = ["| task | score | runs | sizes | a | log2 params | a × log2 params | R² | "
-             "R² from a | R² from size | explains more |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in fits.iter_rows(named=True):
-        lines.append(f"| {r['task']} | {r['score']} | {r['runs']} | {r['sizes']} | "
-                     f"{coef(r, 'a')} | {coef(r, 'log2_params')} | "
-                     f"{coef(r, 'a_x_log2_params')} | {r['r2']:.2f} | {r['r2_from_a']:.2f} | "
-                     f"{r['r2_from_size']:.2f} | {r['explains']} |")
+    return _table(["task", "score", "runs", "sizes", "a", "log2 params", "a × log2 params", "R²",
+                   "R² from a", "R² from size", "explains more"],
+                  [[r["task"], r["score"], r["runs"], r["sizes"], coef(r, "a"),
+                    coef(r, "log2_params"), coef(r, "a_x_log2_params"), f"{r['r2']:.2f}",
+                    f"{r['r2_from_a']:.2f}", f"{r['r2_from_size']:.2f}", r["explains"]]
+                   for r in fits.iter_rows(named=True)])
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -295,17 +299,12 @@ def markdown(summary: pl.DataFrame) -> str:
     def num(x: float | None) -> str:
         return "—" if x is None else f"{x:.3f}"
 
-    lines = ["| task | a | family | params | seeds | decodability (late) | random init | "
-             "selectivity | causal gain | random control | VoE | VoE random init |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in summary.iter_rows(named=True):
-        lines.append(f"| {r['task']} | {r['alpha']:g} | {r['family']} | "
-                     f"{_size(r['size'])} | {r['seeds']} | "
-                     f"{cell(r, 'decodability')} | {num(r['random_init'])} | "
-                     f"{cell(r, 'selectivity')} | {cell(r, 'causal_gain')} | "
-                     f"{num(r['random_control'])} | {cell(r, 'voe')} | "
-                     f"{num(r['voe_random_init'])} |")
-    return "\n".join(lines) + "\n"
+    return _table(["task", "a", "family", "params", "seeds", "decodability (late)", "random init",
+                   "selectivity", "causal gain", "random control", "VoE", "VoE random init"],
+                  [[r["task"], f"{r['alpha']:g}", r["family"], _size(r["size"]), r["seeds"],
+                    cell(r, "decodability"), num(r["random_init"]), cell(r, "selectivity"),
+                    cell(r, "causal_gain"), num(r["random_control"]), cell(r, "voe"),
+                    num(r["voe_random_init"])] for r in summary.iter_rows(named=True)])
 
 
 def report(results: str | Path, png: str | Path) -> tuple[pl.DataFrame, list[Path]]:
