@@ -317,3 +317,16 @@ def test_a_reference_beats_its_random_init_twin():
     trained = quick_probe(model, task, probe)
     twin = quick_probe(init_model(model.config, meta.seed), task, probe)
     assert trained > twin + 0.02, (trained, twin)
+
+
+def test_side_by_side_references_read_the_world_as_text_and_as_video():
+    """The bouncing-balls references of the README's side by side load by name, each reading
+    its view: world tokens, or frames (the a = 0 pixel model, forward on two episodes)."""
+    text, pixels, latent = (load_model(f"spectrum-balls-2{view}", device="cpu")
+                            for view in ("-a0", "-frames-a0", "-frames-a1"))
+    assert (text.inputs, text.has_token_head) == ("tokens", True)
+    assert pixels.model.config.inputs == latent.model.config.inputs == "frames"
+    assert pixels.model.config.pixel_head and latent.model.config.predictor
+    task = probekit.load_task("balls-2-frames").limited(2)
+    out = pixels.forward(pixels.batch(list(task.dataset("val"))))
+    assert out.shape == (2, 16, 64) and torch.isfinite(out).all()
