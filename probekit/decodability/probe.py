@@ -395,8 +395,8 @@ class _Fitter:
 
     def fit(self, X: np.ndarray, Y: np.ndarray, kind: str, cols: list[int],
             penalties: np.ndarray | None = None, X_val: np.ndarray | None = None,
-            Y_val: np.ndarray | None = None, init: LinearProbes | None = None
-            ) -> LinearProbes:
+            Y_val: np.ndarray | None = None, init: LinearProbes | None = None,
+            warn: bool = True) -> LinearProbes:
         """Probes for the label columns `cols` of `targets`: at fixed `penalties`
         [layers, len(cols)], or along the penalty path chosen on (X_val, Y_val)."""
         p = self.probe
@@ -404,7 +404,7 @@ class _Fitter:
         return fit_linear_probes(X, Y, PROBE_KIND[kind], X_val=X_val, Y_val=Y_val,
                                  penalties=p.penalties if penalties is None else penalties,
                                  max_iter=p.max_iter, tol=p.tol, device=self.device, init=init,
-                                 **extra)
+                                 warn=warn, **extra)
 
     def control_predictions(self, X: dict[str, np.ndarray], y: np.ndarray, kind: str,
                             cols: list[int], penalties: np.ndarray) -> np.ndarray:
@@ -472,7 +472,8 @@ class _Fitter:
                         X["train"], Y["train"], S["train"], self.n_classes[cols], order,
                         lambda x, y, sub, init, cols=cols: self.fit(
                             x, y, "class", [cols[j] for j in sub],
-                            np.full((len(group), len(sub)), self.probe.mdl_penalty), init=init))
+                            np.full((len(group), len(sub)), self.probe.mdl_penalty), init=init,
+                            warn=False))
                     bar.update(len(group) * len(cols))
             del X
         return _Pass(scores, control, late_test, chosen, bits)
