@@ -33,6 +33,7 @@ from probekit.latents import Latents
 from probekit.probes import DEFAULT_PENALTIES, LinearProbes, fit_linear_probes
 from probekit.probes.control import ControlTask
 from probekit.tasks import Task
+from probekit.threads import retained_memory
 from probekit.worlds import Target
 
 Source = Adapter | Mapping[str, Any]
@@ -459,7 +460,7 @@ class _Fitter:
                 bar.summary = f"{summary} (cached: {hits} of {n_groups} layer groups)"
                 bar.update(len(group) * per_layer)
                 continue
-            with warnings.catch_warnings(record=True) as caught:
+            with warnings.catch_warnings(record=True) as caught, retained_memory():
                 warnings.simplefilter("always")
                 self._group(data, group, control_Y, order, penalties, scores, control,
                             late_test, chosen, bits, mdl, bar)
