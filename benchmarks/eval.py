@@ -14,8 +14,9 @@ the run's CPU seconds (user + system over every thread), which other work slows 
 the wall time.
 
     python benchmarks/eval.py                      # the quickstart: cold, warm latents, warm
-    python benchmarks/eval.py --othello            # also othello6-gpt2 on othello-6 (minutes)
+    python benchmarks/eval.py --models othello     # othello6-gpt2 on othello-6 (many minutes)
     python benchmarks/eval.py --states warm        # only some cache states
+    python benchmarks/eval.py --cache DIR          # keep the cache in DIR (and reuse it)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 
 PHASE = re.compile(r"^\[(\w+)\] (.*) in (?:(\d+)m)?([\d.]+)s$")
 STATES = ("cold", "warm-latents", "warm")
+MODELS = {"quickstart": ("boxes-gpt2-tiny", "boxes"), "othello": ("othello6-gpt2", "othello-6")}
 
 
 def seconds(minutes: str | None, secs: str) -> float:
@@ -95,20 +97,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--states", default=",".join(STATES),
                         help=f"comma-separated cache states among {', '.join(STATES)}")
-    parser.add_argument("--othello", action="store_true",
-                        help="also othello6-gpt2 on othello-6 (cold: several minutes)")
+    parser.add_argument("--models", default="quickstart",
+                        help=f"comma-separated, among {', '.join(MODELS)} (othello: many "
+                             "minutes)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="a cache folder to use and keep (default: a temporary one)")
     args = parser.parse_args()
     states = [s.strip() for s in args.states.split(",")]
-    unknown = [s for s in states if s not in STATES]
-    if unknown:
-        sys.exit(f"unknown cache state {unknown[0]!r}; choose among {', '.join(STATES)}")
+    models = [m.strip() for m in args.models.split(",")]
+    for given, valid, what in ((states, STATES, "cache state"), (models, MODELS, "model")):
+        unknown = [g for g in given if g not in valid]
+        if unknown:
+            sys.exit(f"unknown {what} {unknown[0]!r}; choose among {', '.join(valid)}")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; each run a fresh process")
-    bench("boxes-gpt2-tiny", "boxes", states, args.cache)
-    if args.othello:
-        bench("othello6-gpt2", "othello-6", states,
-              None if args.cache is None else args.cache / "othello")
+    for name in models:
+        bench(*MODELS[name], states, args.cache)
 
 
 if __name__ == "__main__":
