@@ -164,7 +164,7 @@ def grid(shapes: list[Shape], args: argparse.Namespace) -> None:
                      - best_layer(probes.score(*val), probes.score(*test)))
         ratios.append(ref / ours)
         if ref / ours < 10:
-            below.append(f"{str(shape).strip()} ({ref / ours:.1f}x)")
+            below.append(f"{' '.join(str(shape).split())} ({ref / ours:.1f}x)")
         print(f"{str(shape):44s} {ref:7.2f}s {ours:7.2f}s {ref / ours:6.1f}x "
               f"{gap.max():7.2f}pt {gap.mean():5.2f}pt {late:>7d}", flush=True)
     print(f"\nratio: scikit-learn loop seconds / batched seconds (batched: best of --repeat "
