@@ -13,7 +13,9 @@ settings (threads = usable CPUs, OMP_WAIT_POLICY=PASSIVE), with torch's defaults
 first, so probekit cannot set the wait policy), and with one thread; each alone and next to a
 process spinning on one core.
 
-    python benchmarks/probes.py            # the full grid (the scikit-learn loops take minutes)
+    python benchmarks/probes.py            # the full grid: every axis (layers, targets, width,
+                                           # examples) at its low and high end, one penalty and
+                                           # a path (the scikit-learn loops take many minutes)
     python benchmarks/probes.py --quick    # a smaller grid: about a minute on 2 idle cores
                                            # (longer when the machine is busy: part 2 starts
                                            # six fresh processes, some of them spinning)
@@ -147,7 +149,7 @@ def grid(shapes: list[Shape], args: argparse.Namespace) -> None:
           f"thread, max_iter=5000; one penalty = {args.penalty}, path = {DEFAULT_PENALTIES}")
     print(f"\n{'layers × targets × dim × examples':44s} {'sklearn':>8s} {'batched':>8s} "
           f"{'ratio':>7s} {'gap worst':>9s} {'mean':>6s} {'sk late':>7s}")
-    ratios = []
+    ratios, below = [], []
     for shape in shapes:
         n_val, n_test = max(shape.n // 2, 2000), max(shape.n, 4000)
         X, Y = activations(shape.n + n_val + n_test, shape.layers, shape.dim, shape.targets,
@@ -161,12 +163,16 @@ def grid(shapes: list[Shape], args: argparse.Namespace) -> None:
         gap = 100 * (best_layer(ref_val, ref_test)
                      - best_layer(probes.score(*val), probes.score(*test)))
         ratios.append(ref / ours)
+        if ref / ours < 10:
+            below.append(f"{' '.join(str(shape).split())} ({ref / ours:.1f}x)")
         print(f"{str(shape):44s} {ref:7.2f}s {ours:7.2f}s {ref / ours:6.1f}x "
               f"{gap.max():7.2f}pt {gap.mean():5.2f}pt {late:>7d}", flush=True)
     print(f"\nratio: scikit-learn loop seconds / batched seconds (batched: best of --repeat "
           f"{args.repeat}); smallest {min(ratios):.1f}x. gap: the loop's test accuracy minus the "
           "batched probes', each at the layer it picks on validation (worst and mean over "
           "targets; negative = batched better). sk late: scikit-learn fits that hit max_iter.")
+    print(f"{len(shapes) - len(below)} of {len(shapes)} shapes at 10x or more; below 10x: "
+          + ("; ".join(below) if below else "none"))
 
 
 LOAD_SHAPE = Shape(12, 8, 256, 2000)  # the issue's measurement: one penalty
@@ -256,15 +262,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         shapes = [Shape(4, 4, 32, 2000), Shape(4, 4, 32, 2000, path=True),
-                  Shape(1, 1, 32, 2000), Shape(2, 2, 128, 2000), Shape(4, 16, 32, 2000, 2)]
-    else:
+                  Shape(1, 1, 32, 2000), Shape(1, 1, 32, 2000, path=True),
+                  Shape(2, 2, 128, 2000), Shape(4, 16, 32, 2000, 2)]
+    else:  # every axis of the shape at its low and high end, each at one penalty and a path
         base = dict(layers=4, targets=8, dim=64, n=4000)
         shapes = [Shape(**base), Shape(**base, path=True)]
         for key, values in (("layers", (1, 12)), ("targets", (1, 32)), ("dim", (16, 256)),
                             ("n", (1000, 16000))):
-            shapes += [Shape(**{**base, key: v}) for v in values]
+            shapes += [Shape(**{**base, key: v}, path=path) for v in values
+                       for path in (False, True)]
         shapes += [Shape(**base, classes=2), Shape(**base, classes=5, path=True),
-                   Shape(1, 1, 64, 4000), Shape(5, 8, 64, 32000, 5),
+                   Shape(1, 1, 64, 4000), Shape(1, 1, 64, 4000, path=True),
+                   Shape(1, 1, 16, 1000), Shape(1, 1, 16, 1000, path=True),
+                   Shape(5, 8, 64, 32000, 5), Shape(5, 8, 64, 32000, 5, path=True),
                    Shape(5, 104, 128, 8000, 3), Shape(12, 16, 768, 4000)]
     if not args.no_grid:
         grid(shapes, args)

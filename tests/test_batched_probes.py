@@ -356,3 +356,17 @@ def test_cuda_fit_matches_the_cpu_fit(kind):
                              penalties=(10.0, 1.0))
     assert np.mean(cuda.predict(X) == cpu.predict(X)) >= 0.99
     np.testing.assert_allclose(cuda.score(X, Y), cpu.score(X, Y), atol=0.01)
+
+
+def test_fitting_probes_never_imports_scikit_learn():
+    """scikit-learn costs seconds at start-up; only LinearProbe (its interface) needs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from probekit.probes import fit_linear_probes; "
+            "import probekit.decodability, probekit.evaluation; "
+            "fit_linear_probes(np.eye(4, dtype='float32')[None].repeat(8, 1), "
+            "np.arange(32)[:, None] % 2, penalties=1.0, warn=False); "
+            "assert 'sklearn' not in sys.modules; from probekit.probes import LinearProbe; "
+            "assert 'sklearn' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -182,10 +182,10 @@ def test_rows_and_scores_have_the_exact_keys_and_repeat_exactly():
     labels = Labels("keys", (STATE, Target("size", "regress")),
                     {s: np.concatenate([y, y * 0.5 + 0.1], -1) for s, y in ys.items()}, keys)
     runs = []
-    for _ in range(2):
+    for cache in (False, True):  # a second fit, not a cache hit: the fit itself repeats
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ProbekitWarning)
-            runs.append(quick().run(lat, labels, twin=dataset(seed=7)[0]))
+            runs.append(quick(cache=cache).run(lat, labels, twin=dataset(seed=7)[0]))
     a, b = runs
     rows = a.rows()
     assert len(rows) == 2 * 2 * 6 and all(set(r) == ROW_KEYS for r in rows)
@@ -205,6 +205,30 @@ def test_rows_and_scores_have_the_exact_keys_and_repeat_exactly():
         c = other.run(lat, labels, twin=dataset(seed=7)[0])
     assert c.scores()["mdl"]["bits"] != s["mdl"]["bits"]  # the seed orders the MDL blocks
     assert c.scores()["value"] == s["value"]  # and nothing else but the interval
+
+
+def test_the_probe_cache_returns_what_a_fit_gives_and_misses_on_any_change(monkeypatch):
+    import probekit.decodability.probe as module
+    from sklearn.exceptions import ConvergenceWarning
+
+    lat, ys = dataset(layers=1, dim=4)
+    labels = Labels("cached", (STATE,), ys)
+    fits = []
+    real = module.fit_linear_probes
+    monkeypatch.setattr(module, "fit_linear_probes", lambda *a, **k: fits.append(1) or real(*a, **k))
+    fresh = quick(cache=False, control=False).run(lat, labels)
+    n_fits = len(fits)
+    stored = quick(control=False).run(lat, labels)  # a miss: fits, then stores
+    hit = quick(control=False).run(lat, labels)
+    assert len(fits) == 2 * n_fits  # the hit fitted nothing
+    assert fresh.rows() == stored.rows() == hit.rows() and fresh.scores() == hit.scores()
+    moved = {**lat, "val": lat["val"].copy()}
+    moved["val"][0, 0, 0, 0] += 1.0  # one latent of one split
+    quick(control=False).run(moved, labels)
+    assert len(fits) == 3 * n_fits
+    for _ in range(2):  # a hit shows the fit's warnings again
+        with pytest.warns(ConvergenceWarning, match="max_iter=1"):
+            quick(control=False, mdl=False, max_iter=1).run(lat, labels)
 
 
 def test_depth_scores_agree_with_scikit_learn():

@@ -86,3 +86,58 @@ def test_cgroup_quotas_cap_the_count(tmp_path, monkeypatch):
     (v1 / "cpu.cfs_quota_us").write_text("-1\n")
     assert threads.cgroup_quota(tmp_path / "fs", proc) is None
     assert threads.cgroup_quota(tmp_path / "nowhere", tmp_path / "missing") is None
+
+
+MAPPED = """
+import ctypes, json, numpy as np
+from probekit.threads import retained_memory, _glibc
+
+class Info(ctypes.Structure):  # glibc's struct mallinfo2
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                "usmblks", "fsmblks", "uordblks", "fordblks",
+                                                "keepcost")]
+
+def mapped():
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = Info
+    return libc.mallinfo2().hblkhd  # bytes in blocks glibc mmapped on their own
+
+def held(keep):
+    if not keep:
+        a = np.ones(48 << 20, np.uint8)  # above glibc's 32 MB mmap threshold
+        return mapped()
+    with retained_memory():
+        a = np.ones(48 << 20, np.uint8)
+        return mapped()
+print(json.dumps([_glibc() is not None, held(False), held(True)]))
+"""
+
+
+def test_retained_memory_takes_large_blocks_from_the_heap_it_keeps():
+    """Outside the block a 48 MB array is a mapping of its own (unmapped when freed, faulted in
+    again next time); inside, it comes from the heap, which keeps it for the next one."""
+    (glibc, plain, kept), _ = run(MAPPED)
+    if not glibc:
+        pytest.skip("not glibc's allocator")
+    assert plain >= 48 << 20
+    assert kept < 48 << 20
+    (glibc, plain, kept), _ = run(MAPPED, MALLOC_ARENA_MAX="2")  # the user chose: untouched
+    assert not glibc and kept >= 48 << 20
+
+
+def test_retained_memory_nests_and_restores_only_at_the_outermost(monkeypatch):
+    calls = []
+
+    class Libc:
+        def mallopt(self, param, value):
+            calls.append((param, value))
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+
+    monkeypatch.setattr(threads, "_LIBC", [Libc()])
+    with threads.retained_memory():
+        with threads.retained_memory():
+            pass
+        assert len(calls) == 2 and calls[0] == (threads.M_MMAP_MAX, 0)
+    assert calls[2:] == [*threads.GLIBC_DEFAULTS.items(), ("trim", 0)]

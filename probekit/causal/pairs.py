@@ -171,11 +171,16 @@ class PairSet:
         dropped = Counter({"unaligned": len(pairs) - len(keep)}) if len(keep) < len(pairs) \
             else Counter()
         kept = [pairs[i] for i in keep]
-        # a placebo that does not align with its base is left out (the pair is kept)
-        for j, i in enumerate(keep):
-            if placebos[i] is not None:
-                b = adapter.batch([bases[i], placebos[i]])
-                if not bool(_same_layout(take(b, slice(0, 1)), take(b, slice(1, 2)))[0]):
+        # a placebo that does not align with its base is left out (the pair is kept); encoded
+        # batch_size pairs at a time, as the pairs are
+        with_placebo = [j for j, i in enumerate(keep) if placebos[i] is not None]
+        for lo in range(0, len(with_placebo), batch_size):
+            js = with_placebo[lo:lo + batch_size]
+            n = len(js)
+            b = adapter.batch([bases[keep[j]] for j in js] + [placebos[keep[j]] for j in js])
+            same = _same_layout(take(b, slice(0, n)), take(b, slice(n, 2 * n)))
+            for j, ok in zip(js, same.tolist()):
+                if not ok:
                     kept[j] = {**kept[j], "has_placebo": False}
         if len(kept) < 2:
             raise DataError(f"only {len(kept)} counterfactual pairs of split {split} align under "

@@ -659,14 +659,17 @@ class _Engine:
             width = dirs[edit_layers[0]].shape[-1]
             rand = torch.randn(len(rows), width, generator=g)
             rand = rand / rand.norm(dim=-1, keepdim=True)
-            for strength in self.probe.strengths:
-                for kind in ("probe", "random"):
-                    adds = {el: Add(p, strength * scale[el] * (
-                        dirs[el][rows] if kind == "probe" else rand)) for el in edit_layers}
-                    z = self.patch(pb, clean, rows, adds)
-                    pred = np.full(n, -1)
-                    pred[rows.numpy()] = z.argmax(-1).numpy()
-                    out[(layer, float(strength), kind)] = {"pred": pred}
+            # every strength × direction in one patch call: the runs are independent, so one
+            # call over the rows repeated gives each run's logits as its own call would
+            runs = [(float(s), kind) for s in self.probe.strengths for kind in ("probe", "random")]
+            adds = {el: Add(p.repeat(len(runs), 1), torch.cat([
+                s * scale[el] * (dirs[el][rows] if kind == "probe" else rand)
+                for s, kind in runs])) for el in edit_layers}
+            z = self.patch(pb, clean, rows.repeat(len(runs)), adds).view(len(runs), len(rows), -1)
+            for (strength, kind), zk in zip(runs, z):
+                pred = np.full(n, -1)
+                pred[rows.numpy()] = zk.argmax(-1).numpy()
+                out[(layer, strength, kind)] = {"pred": pred}
         return out
 
 

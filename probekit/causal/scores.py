@@ -14,6 +14,8 @@ On the pairs scored (the model answers both base and source right, the cell's po
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from probekit.intervals import N_BOOT, percentile_interval, resample_weights
@@ -43,6 +45,15 @@ def _gains(W: np.ndarray, hit: np.ndarray, base_hit: np.ndarray, has_base: np.nd
         return np.where(top - b > 1e-12, g, np.nan)
 
 
+@lru_cache(maxsize=8)
+def _resamples(n: int, seed: int, n_boot: int) -> np.ndarray:
+    """`resample_weights`, drawn once per (n, seed, n_boot): every cell of a run is resampled
+    over the same pairs with the same seed, and the draw costs more than the statistic."""
+    W = resample_weights(n, seed, n_boot)
+    W.setflags(write=False)
+    return W
+
+
 def paired_gain_interval(hit: np.ndarray, base_hit: np.ndarray, has_base: np.ndarray,
                          ceiling: np.ndarray, seed: int = 0, n_boot: int = N_BOOT
                          ) -> tuple[float, float] | None:
@@ -50,7 +61,7 @@ def paired_gain_interval(hit: np.ndarray, base_hit: np.ndarray, has_base: np.nda
     None when fewer than half the resamples define it."""
     if len(hit) == 0:
         return None
-    W = resample_weights(len(hit), seed, n_boot)
+    W = _resamples(len(hit), seed, n_boot)
     values = _gains(W, hit, base_hit, has_base, ceiling)
     return percentile_interval(values, min_defined=len(values) // 2)
 
@@ -61,6 +72,6 @@ def paired_difference_interval(a: tuple, b: tuple, seed: int = 0, n_boot: int = 
     a tuple hit, base_hit, has_base, ceiling)."""
     if len(a[0]) == 0:
         return None
-    W = resample_weights(len(a[0]), seed, n_boot)
+    W = _resamples(len(a[0]), seed, n_boot)
     values = _gains(W, *a) - _gains(W, *b)
     return percentile_interval(values, min_defined=len(values) // 2)

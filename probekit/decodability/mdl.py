@@ -20,11 +20,9 @@ with that class's one-hot prediction (what a probe would give) mixed the same wa
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 FRACTIONS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
 MIN_EPISODES = 2
@@ -49,7 +47,8 @@ def online_bits(X: np.ndarray, y: np.ndarray, n_steps: int, n_classes: np.ndarra
     X [layers, N·S, D] (episode-major rows, S = n_steps per episode). `order` is the episode
     order; `fit(X, y, cols, init)` fits probes for the label columns `cols` (each with two classes
     or more in y), warm-started from `init` (the previous prefix's probes of the same columns, or
-    None), and returns them (`predict_proba` [layers, rows, targets, classes])."""
+    None), and returns them (`predict_proba` [layers, rows, targets, classes]) without
+    convergence warnings: any probe gives a valid code, it need not converge."""
     rows = (order[:, None] * n_steps + np.arange(n_steps)).reshape(-1)
     X, y = X[:, rows], y[rows]  # episodes in coding order: every prefix is a slice
     y = y.astype(np.int64)
@@ -67,10 +66,8 @@ def online_bits(X: np.ndarray, y: np.ndarray, n_steps: int, n_classes: np.ndarra
         p = np.zeros((L, len(yb), T))
         varied = [j for j in range(T) if len(np.unique(yp[yp[:, j] >= 0, j])) > 1]
         if varied:
-            with warnings.catch_warnings():  # any probe gives a valid code; no need to converge
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                probes = fit(X[:, prefix], yp[:, varied], varied,
-                             previous if varied == previous_varied else None)
+            probes = fit(X[:, prefix], yp[:, varied], varied,
+                         previous if varied == previous_varied else None)
             previous, previous_varied = probes, varied
             proba = probes.predict_proba(X[:, block])
             p[:, :, varied] = np.take_along_axis(proba, index[None, :, varied, None], 3)[..., 0]

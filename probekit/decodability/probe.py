@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from probekit.adapters.base import Adapter
+from probekit.decodability import cache
 from probekit.decodability.data import (
     LONG,
     PROBE_KIND,
@@ -32,6 +33,7 @@ from probekit.latents import Latents
 from probekit.probes import DEFAULT_PENALTIES, LinearProbes, fit_linear_probes
 from probekit.probes.control import ControlTask
 from probekit.tasks import Task
+from probekit.threads import retained_memory
 from probekit.worlds import Target
 
 Source = Adapter | Mapping[str, Any]
@@ -70,6 +72,10 @@ class DecodabilityProbe:
     Parameters are kept as given and checked by `run`. `batch_size` and `autocast` are those of
     `extract` (for an `Adapter`); `device` is where probes are fit (default: the adapter's
     device, else the CPU); `seed` orders the episodes of the MDL code and draws the bootstrap.
+    `cache`: keep each layer group's fitted scores in the content-addressed probe cache
+    (`probekit.decodability.cache`: keyed by the latents' bytes, the labels, the settings and
+    the fitting code, so a hit returns what a new fit would, its warnings included); False
+    always fits.
     """
 
     def __init__(self, *, control: bool = True, mdl: bool = True,
@@ -77,11 +83,11 @@ class DecodabilityProbe:
                  mdl_penalty: float = MDL_PENALTY, max_iter: int = 300, tol: float = 1e-4,
                  batch_size: int | str = 32, autocast: str | None = None,
                  device: str | torch.device | None = None, seed: int = 0, n_boot: int = 1000,
-                 progress: bool = True):
+                 cache: bool = True, progress: bool = True):
         self.control, self.mdl, self.depths, self.penalties = control, mdl, depths, penalties
         self.mdl_penalty, self.max_iter, self.tol = mdl_penalty, max_iter, tol
         self.batch_size, self.autocast, self.device = batch_size, autocast, device
-        self.seed, self.n_boot, self.progress = seed, n_boot, progress
+        self.seed, self.n_boot, self.cache, self.progress = seed, n_boot, cache, progress
 
     def config(self) -> dict[str, Any]:
         """The settings that decide the numbers (recorded in the result's identity)."""
@@ -159,7 +165,7 @@ class DecodabilityProbe:
 
     def _checked(self) -> int:
         """The number of depth buckets, after every parameter is checked."""
-        for name in ("control", "mdl", "progress"):
+        for name in ("control", "mdl", "cache", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise UserError(f"{name} must be True or False, got {getattr(self, name)!r}")
         depths = 4 if self.depths == "quartiles" else self.depths
@@ -395,8 +401,8 @@ class _Fitter:
 
     def fit(self, X: np.ndarray, Y: np.ndarray, kind: str, cols: list[int],
             penalties: np.ndarray | None = None, X_val: np.ndarray | None = None,
-            Y_val: np.ndarray | None = None, init: LinearProbes | None = None
-            ) -> LinearProbes:
+            Y_val: np.ndarray | None = None, init: LinearProbes | None = None,
+            warn: bool = True) -> LinearProbes:
         """Probes for the label columns `cols` of `targets`: at fixed `penalties`
         [layers, len(cols)], or along the penalty path chosen on (X_val, Y_val)."""
         p = self.probe
@@ -404,7 +410,7 @@ class _Fitter:
         return fit_linear_probes(X, Y, PROBE_KIND[kind], X_val=X_val, Y_val=Y_val,
                                  penalties=p.penalties if penalties is None else penalties,
                                  max_iter=p.max_iter, tol=p.tol, device=self.device, init=init,
-                                 **extra)
+                                 warn=warn, **extra)
 
     def control_predictions(self, X: dict[str, np.ndarray], y: np.ndarray, kind: str,
                             cols: list[int], penalties: np.ndarray) -> np.ndarray:
@@ -438,42 +444,120 @@ class _Fitter:
         n_class = len(self.kinds[0][1])
         per_layer = T + (T if control is not None else 0) + (n_class if mdl else 0)
         bar = phase("probes", desc, total=L * per_layer, unit="probes", show=self.probe.progress)
-        bar.summary = (f"{L} layers × {T} targets"
-                       + (", control task" if control is not None else "")
-                       + (", MDL" if mdl else ""))
-        for group in bar.wrap(layer_groups(data)):
-            X = {s: d.rows(group) for s, d in data.items()}
+        bar.summary = summary = (f"{L} layers × {T} targets"
+                                 + (", control task" if control is not None else "")
+                                 + (", MDL" if mdl else ""))
+        hits, groups = 0, layer_groups(data)
+        n_groups = len(groups)
+        for group in bar.wrap(groups):
             g = slice(group.start, group.stop)
-            for kind, cols in self.kinds:
-                if not cols:
-                    continue
-                Y = {s: d.Y[:, cols] for s, d in data.items()}
-                if penalties is None:
-                    probes = self.fit(X["train"], Y["train"], kind, cols,
-                                      X_val=X["val"], Y_val=Y["val"])
-                    chosen[g, cols] = probes.best_penalty_
-                else:
-                    probes = self.fit(X["train"], Y["train"], kind, cols, chosen[g][:, cols])
-                bar.update(len(group) * len(cols))
-                for s in data:
-                    pred = probes.predict(X[s])
-                    scores[s][g, cols] = depth_scores(pred, Y[s], kind, S[s], self.n_depths)
-                    if s == "test":
-                        late_test[g][..., cols] = _late(pred.transpose(1, 0, 2), S[s],
-                                                        self.n_depths).transpose(2, 0, 1, 3)
-                if control is not None:
-                    pred = self.control_predictions(X, control_Y["train"][:, cols], kind, cols,
-                                                    chosen[g][:, cols])
-                    control[g, cols] = depth_scores(pred, control_Y["test"][:, cols], kind,
-                                                    S["test"], self.n_depths)
-                    bar.update(len(group) * len(cols))
-                if mdl and kind == "class":
-                    bits[g, cols] = online_bits(
-                        X["train"], Y["train"], S["train"], self.n_classes[cols], order,
-                        lambda x, y, sub, init, cols=cols: self.fit(
-                            x, y, "class", [cols[j] for j in sub],
-                            np.full((len(group), len(sub)), self.probe.mdl_penalty), init=init))
-                    bar.update(len(group) * len(cols))
-            del X
+            out = {"chosen": chosen, "late_test": late_test, "control": control, "bits": bits,
+                   **{f"scores.{s}": scores[s] for s in data}}
+            k = self._key(data, group, control_Y, order, penalties) if self.probe.cache else None
+            hit = cache.load(k) if k is not None else None
+            if hit is not None and _restore(hit, out, g):
+                hits += 1
+                bar.summary = f"{summary} (cached: {hits} of {n_groups} layer groups)"
+                bar.update(len(group) * per_layer)
+                continue
+            with warnings.catch_warnings(record=True) as caught, retained_memory():
+                warnings.simplefilter("always")
+                self._group(data, group, control_Y, order, penalties, scores, control,
+                            late_test, chosen, bits, mdl, bar)
+            for w in caught:  # shown as they would be without the recording
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if k is not None:
+                cache.save(k, {**{name: v[g] for name, v in out.items() if v is not None},
+                               "warnings": np.array([_warning_text(w) for w in caught],
+                                                    dtype=np.str_)})
         return _Pass(scores, control, late_test, chosen, bits)
 
+    def _group(self, data: dict[str, ProbeData], group: range,
+               control_Y: dict[str, np.ndarray] | None, order: np.ndarray,
+               penalties: np.ndarray | None, scores: dict[str, np.ndarray],
+               control: np.ndarray | None, late_test: np.ndarray, chosen: np.ndarray,
+               bits: np.ndarray | None, mdl: bool, bar: Any) -> None:
+        """Fit and score the probes of one layer group, writing into the pass's arrays."""
+        S = {s: d.n_steps for s, d in data.items()}
+        X = {s: d.rows(group) for s, d in data.items()}
+        g = slice(group.start, group.stop)
+        for kind, cols in self.kinds:
+            if not cols:
+                continue
+            Y = {s: d.Y[:, cols] for s, d in data.items()}
+            if penalties is None:
+                probes = self.fit(X["train"], Y["train"], kind, cols,
+                                  X_val=X["val"], Y_val=Y["val"])
+                chosen[g, cols] = probes.best_penalty_
+            else:
+                probes = self.fit(X["train"], Y["train"], kind, cols, chosen[g][:, cols])
+            bar.update(len(group) * len(cols))
+            for s in data:
+                pred = probes.predict(X[s])
+                scores[s][g, cols] = depth_scores(pred, Y[s], kind, S[s], self.n_depths)
+                if s == "test":
+                    late_test[g][..., cols] = _late(pred.transpose(1, 0, 2), S[s],
+                                                    self.n_depths).transpose(2, 0, 1, 3)
+            if control is not None:
+                pred = self.control_predictions(X, control_Y["train"][:, cols], kind, cols,
+                                                chosen[g][:, cols])
+                control[g, cols] = depth_scores(pred, control_Y["test"][:, cols], kind,
+                                                S["test"], self.n_depths)
+                bar.update(len(group) * len(cols))
+            if mdl and kind == "class":
+                bits[g, cols] = online_bits(
+                    X["train"], Y["train"], S["train"], self.n_classes[cols], order,
+                    lambda x, y, sub, init, cols=cols: self.fit(
+                        x, y, "class", [cols[j] for j in sub],
+                        np.full((len(group), len(sub)), self.probe.mdl_penalty), init=init,
+                        warn=False))
+                bar.update(len(group) * len(cols))
+        del X
+
+    def _key(self, data: dict[str, ProbeData], group: range,
+             control_Y: dict[str, np.ndarray] | None, order: np.ndarray,
+             penalties: np.ndarray | None) -> str:
+        """The probe cache's key of one layer group's pass (`probekit.decodability.cache`)."""
+        p = self.probe
+        settings = {**p.config(), "device": torch.device(self.device).type,
+                    "kinds": [t.kind for t in self.targets], "n_depths": self.n_depths,
+                    "n_classes": self.n_classes.tolist()}
+        arrays: dict[str, np.ndarray | None] = {f"Y.{s}": d.Y for s, d in data.items()}
+        arrays["order"] = order
+        arrays["penalties"] = None if penalties is None else penalties[group.start:group.stop]
+        for s, y in (control_Y or {}).items():
+            arrays[f"control.{s}"] = y
+        return cache.key(settings, {s: d.X for s, d in data.items()}, group, arrays)
+
+
+def _restore(hit: dict[str, np.ndarray], out: dict[str, np.ndarray | None], g: slice) -> bool:
+    """Copy a cache entry into the pass's arrays; False (refit) when it does not fit them."""
+    names = [name for name, v in out.items() if v is not None]
+    if any(name not in hit or hit[name].shape != out[name][g].shape  # type: ignore[index]
+           for name in names):
+        return False
+    for name in names:
+        out[name][g] = hit[name]  # type: ignore[index]
+    for text in hit.get("warnings", []):
+        category, _, message = str(text).partition("\x00")
+        warnings.warn(message, _category(category), stacklevel=4)
+    return True
+
+
+def _warning_text(w: warnings.WarningMessage) -> str:
+    c = w.category
+    return f"{c.__module__}:{c.__qualname__}\x00{w.message}"
+
+
+def _category(name: str) -> type[Warning]:
+    """The warning class `module:qualname` (a plain UserWarning if it cannot be found)."""
+    import importlib
+
+    module, _, qualname = name.partition(":")
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
+    except (ImportError, AttributeError):
+        return UserWarning

@@ -29,14 +29,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, r2_score
-from sklearn.utils import ClassifierTags, RegressorTags, Tags
-from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted
 
 from probekit.errors import DataError, UnknownNameError, UserError
+from probekit.threads import retained_memory
 
 KINDS = ("logistic", "ridge", "ridge_classifier")
 DEFAULT_PENALTIES = (1e4, 1e3, 1e2, 10.0, 1.0, 0.1)
@@ -55,7 +50,7 @@ def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
                       penalties: float | Sequence[float] | np.ndarray = DEFAULT_PENALTIES,
                       n_classes: int | Sequence[int] | None = None, max_iter: int = 300,
                       tol: float = 1e-4, device: str | torch.device | None = None,
-                      init: LinearProbes | None = None) -> LinearProbes:
+                      init: LinearProbes | None = None, warn: bool = True) -> LinearProbes:
     """Fit one probe per layer and target: X is [layers, examples, dim], Y is [examples, targets]
     (class labels 0..C-1 with -1 for missing, or real values with NaN for missing for "ridge").
 
@@ -71,7 +66,22 @@ def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
     max_iter and tol bound the final logistic fit (tol: the largest gradient entry of the mean
     loss, scikit-learn's criterion). init: a previous fit of the same kind and shape to
     warm-start the logistic fit from. device: where to fit (default: X's device, else the CPU).
+    warn: a scikit-learn ConvergenceWarning for logistic probes that end above tol (False: the
+    caller takes any fit, as an online code does).
     """
+    with retained_memory():  # glibc would map and unmap every large tensor
+        return _fit(X, Y, kind, X_val=X_val, Y_val=Y_val, penalties=penalties,
+                    n_classes=n_classes, max_iter=max_iter, tol=tol, device=device, init=init,
+                    warn=warn)
+
+
+def _fit(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
+         X_val: ArrayLike | None = None, Y_val: ArrayLike | None = None,
+         penalties: float | Sequence[float] | np.ndarray = DEFAULT_PENALTIES,
+         n_classes: int | Sequence[int] | None = None, max_iter: int = 300,
+         tol: float = 1e-4, device: str | torch.device | None = None,
+         init: LinearProbes | None = None, warn: bool = True) -> LinearProbes:
+    """fit_linear_probes, with memory kept (its docstring says what it does)."""
     _check_params(kind, penalties, max_iter, tol)
     if (X_val is None) != (Y_val is None):
         raise UserError("pass both X_val and Y_val, or neither")
@@ -130,7 +140,8 @@ def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
                      + torch.einsum("ld,ldtk->ltk", mean[:, 0], coef))
         W, b, chosen, n_iter, late, stalled = _fit_logistic(
             Xs, labels, targets, penalties, Xs_val, Y_val, max_iter, tol, start)
-        _warn_unconverged(late, stalled, max_iter, tol)
+        if warn:
+            _warn_unconverged(late, stalled, max_iter, tol)
     else:
         W, b, chosen = _fit_ridge(Xs, targets, observed, penalties, Xs_val, Y_val, kind)
         n_iter = torch.zeros_like(chosen, dtype=torch.long)
@@ -143,6 +154,10 @@ def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
 
 def _warn_unconverged(late: torch.Tensor, stalled: torch.Tensor, max_iter: int,
                       tol: float) -> None:
+    if not (late.any() or stalled.any()):
+        return
+    from sklearn.exceptions import ConvergenceWarning  # only now: scikit-learn takes seconds
+
     total = late.numel()
     if late.any():
         warnings.warn(f"{int(late.sum())} of {total} logistic probes reached max_iter={max_iter} "
@@ -209,91 +224,6 @@ class LinearProbes:
 
     def _predict(self, z: torch.Tensor) -> torch.Tensor:
         return z[..., 0] if self.kind == "ridge" else z.argmax(3)
-
-
-class LinearProbe(BaseEstimator):
-    """One linear probe (one layer, one target) with scikit-learn's interface; it runs the
-    batched fit with one layer and one target, so single and batched probes share one path."""
-
-    def __init__(self, kind: str = "logistic", penalty: float = 1.0, max_iter: int = 300,
-                 tol: float = 1e-4, device: str | None = None):
-        self.kind = kind
-        self.penalty = penalty
-        self.max_iter = max_iter
-        self.tol = tol
-        self.device = device
-
-    def fit(self, X: ArrayLike, y: ArrayLike) -> LinearProbe:
-        """Fit on X [examples, features] and y [examples] (any labels for classifiers)."""
-        _check_params(self.kind, self.penalty, self.max_iter, self.tol)
-        if np.ndim(self.penalty) != 0:
-            raise UserError(f"penalty must be one number, got {self.penalty!r}")
-        X = self._matrix(X)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise UserError(f"y must be 1-D with one label per row of X ({len(X)}), "
-                            f"got shape {y.shape}")
-        if self.kind == "ridge":
-            targets = y
-        else:
-            self.classes_, targets = np.unique(y, return_inverse=True)
-            if len(self.classes_) < 2:
-                raise DataError(f"y has the single class {self.classes_.tolist()[0]!r}; a probe "
-                                "needs at least two")
-        self.probes_ = fit_linear_probes(X[None], targets[:, None], self.kind,
-                                         penalties=self.penalty, max_iter=self.max_iter,
-                                         tol=self.tol, device=self.device)
-        coef, intercept = self.probes_.coef_[0, 0], self.probes_.intercept_[0, 0]
-        if self.kind == "ridge":
-            coef, intercept = coef[0], intercept[0]
-        elif len(self.classes_) == 2:  # scikit-learn's binary form: one vector, for class 1
-            coef, intercept = coef[1:] - coef[:1], intercept[1:] - intercept[:1]
-        self.coef_, self.intercept_ = coef, intercept
-        self.n_iter_ = int(self.probes_.n_iter_[0, 0])
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    @available_if(lambda self: self.kind != "ridge")
-    def decision_function(self, X: ArrayLike) -> np.ndarray:
-        """X @ coef_.T + intercept_: [examples, classes], or [examples] for two classes."""
-        z = self._fitted().decision_function(self._matrix(X)[None])[0, :, 0]
-        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
-
-    def predict(self, X: ArrayLike) -> np.ndarray:
-        """[examples]: the predicted label (or value for ridge)."""
-        pred = self._fitted().predict(self._matrix(X)[None])[0, :, 0]
-        return pred if self.kind == "ridge" else self.classes_[pred]
-
-    @available_if(lambda self: self.kind == "logistic")
-    def predict_proba(self, X: ArrayLike) -> np.ndarray:
-        """[examples, classes]: class probabilities (kind='logistic' only)."""
-        return self._fitted().predict_proba(self._matrix(X)[None])[0, :, 0]
-
-    def score(self, X: ArrayLike, y: ArrayLike) -> float:
-        """Accuracy for classifiers, R² for ridge, as scikit-learn's mixins define them."""
-        metric = r2_score if self.kind == "ridge" else accuracy_score
-        return float(metric(y, self.predict(X)))
-
-    def __sklearn_tags__(self) -> Tags:
-        tags = super().__sklearn_tags__()
-        if self.kind == "ridge":
-            tags.estimator_type, tags.regressor_tags = "regressor", RegressorTags()
-        else:
-            tags.estimator_type, tags.classifier_tags = "classifier", ClassifierTags()
-        return tags
-
-    def _fitted(self) -> LinearProbes:
-        check_is_fitted(self, "probes_")
-        return self.probes_
-
-    def _matrix(self, X: ArrayLike) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2:
-            raise UserError(f"X must be 2-D [examples, features], got shape {X.shape}")
-        if hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
-            raise UserError(f"X has {X.shape[1]} features; the probe was fitted on "
-                            f"{self.n_features_in_}")
-        return X
 
 
 def _check_params(kind: str, penalties: Any, max_iter: Any, tol: Any) -> None:
