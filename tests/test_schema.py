@@ -214,3 +214,20 @@ def test_any_change_to_a_chosen_layer_score_is_caught(row, delta):
     r["run_id"] = run_id(r)
     with pytest.raises(ResultError, match="decodability.value is"):
         schema.validate(r)
+
+
+def test_mdl_bits_sum_over_class_targets_only():
+    """A task mixing regression and class targets (balls-2: positions, velocities, collide):
+    MDL is a code length of class labels, so regression rows carry no bits and the sum is over
+    the class rows; a class row without its bits is still an error. (A real result of the
+    shipped spectrum-balls-2-a0, which an earlier validator refused.)"""
+    with open("tests/data/result_mixed_targets.json", encoding="utf-8") as f:
+        result = json.load(f)
+    rows = [r for r in result["per_layer"] if r["layer"] == result["scores"]["decodability"][
+        "layer"] and r["depth"] == "all"]
+    assert {r["metric"] for r in rows} == {"accuracy", "r2"}
+    assert all(r["mdl_bits"] is None for r in rows if r["metric"] == "r2")
+    schema.validate(result)
+    next(r for r in rows if r["metric"] == "accuracy")["mdl_bits"] = None
+    with pytest.raises(ResultError, match="is not the sum of the per_layer mdl_bits"):
+        schema.validate(result)

@@ -87,7 +87,7 @@ def check(result: dict[str, Any], where: str) -> None:
     mdl = d.get("mdl")
     if mdl is not None:
         bits = [r["mdl_bits"] for r in rows if r["layer"] == d["layer"]
-                and r["depth"] == record.POOLED]
+                and r["depth"] == record.POOLED and r["metric"] == "accuracy"]  # class targets
         if any(b is None for b in bits) or abs(math.fsum(bits) - mdl["bits"]) > 1e-3:
             raise ResultError(f"{where}: decodability.mdl.bits {mdl['bits']!r} is not the sum of "
                               f"the per_layer mdl_bits at layer {d['layer']!r}")
