@@ -6,13 +6,15 @@ decide the numbers, the code that fits, the torch version and the device type. T
 every one of them — the latents by the bytes of their shards on disk (or of the array given),
 the code by the source text of the modules that fit and score — so a hit returns exactly the
 arrays a new fit would, and any change to any input is a miss. Entries live under
-`$PROBEKIT_CACHE/probes/<key>.npz`, written atomically; an unreadable entry is refitted and
-replaced. `DecodabilityProbe(cache=False)` always fits.
+`$PROBEKIT_CACHE/probes/<key>.safetensors` (arrays, and the fit's warnings as metadata; nothing
+pickled), written atomically; an unreadable entry is refitted and replaced.
+`DecodabilityProbe(cache=False)` always fits.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.numpy import save_file
 
 from probekit.io import atomic_path, stable_hash
 from probekit.latents import Latents
@@ -76,22 +80,28 @@ def key(settings: Mapping[str, Any], latents: Mapping[str, Any], layers: range,
 
 
 def path(k: str) -> Path:
-    return cache_root() / "probes" / f"{k}.npz"
+    return cache_root() / "probes" / f"{k}.safetensors"
 
 
-def load(k: str) -> dict[str, np.ndarray] | None:
-    """The arrays stored under key `k`, or None (absent or unreadable: refit)."""
+def load(k: str) -> tuple[dict[str, np.ndarray], list[str]] | None:
+    """The arrays and warning texts stored under key `k`, or None (absent or unreadable:
+    refit)."""
     p = path(k)
     if not p.is_file():
         return None
     try:
-        with np.load(p, allow_pickle=False) as f:
-            return {name: f[name] for name in f.files}
-    except (OSError, ValueError, KeyError, EOFError):
+        with safe_open(str(p), framework="numpy") as f:
+            arrays = {name: f.get_tensor(name) for name in f.keys()}
+            texts = json.loads((f.metadata() or {}).get("warnings", "[]"))
+    except (OSError, ValueError, SafetensorError):
         return None
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return None
+    return arrays, texts
 
 
-def save(k: str, arrays: Mapping[str, np.ndarray]) -> None:
-    """Store `arrays` under key `k` (atomically)."""
-    with atomic_path(path(k)) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **dict(arrays))  # type: ignore[arg-type]
+def save(k: str, arrays: Mapping[str, np.ndarray], warnings: list[str]) -> None:
+    """Store `arrays` and the fit's warning texts under key `k` (atomically)."""
+    with atomic_path(path(k)) as tmp:
+        save_file({name: np.ascontiguousarray(a) for name, a in arrays.items()}, str(tmp),
+                  metadata={"warnings": json.dumps(warnings)})

@@ -455,7 +455,7 @@ class _Fitter:
                    **{f"scores.{s}": scores[s] for s in data}}
             k = self._key(data, group, control_Y, order, penalties) if self.probe.cache else None
             hit = cache.load(k) if k is not None else None
-            if hit is not None and _restore(hit, out, g):
+            if hit is not None and _restore(*hit, out, g):
                 hits += 1
                 bar.summary = f"{summary} (cached: {hits} of {n_groups} layer groups)"
                 bar.update(len(group) * per_layer)
@@ -467,9 +467,8 @@ class _Fitter:
             for w in caught:  # shown as they would be without the recording
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             if k is not None:
-                cache.save(k, {**{name: v[g] for name, v in out.items() if v is not None},
-                               "warnings": np.array([_warning_text(w) for w in caught],
-                                                    dtype=np.str_)})
+                cache.save(k, {name: v[g] for name, v in out.items() if v is not None},
+                           [_warning_text(w) for w in caught])
         return _Pass(scores, control, late_test, chosen, bits)
 
     def _group(self, data: dict[str, ProbeData], group: range,
@@ -530,16 +529,18 @@ class _Fitter:
         return cache.key(settings, {s: d.X for s, d in data.items()}, group, arrays)
 
 
-def _restore(hit: dict[str, np.ndarray], out: dict[str, np.ndarray | None], g: slice) -> bool:
-    """Copy a cache entry into the pass's arrays; False (refit) when it does not fit them."""
+def _restore(hit: dict[str, np.ndarray], texts: list[str], out: dict[str, np.ndarray | None],
+             g: slice) -> bool:
+    """Copy a cache entry into the pass's arrays and show its warnings again; False (refit)
+    when it does not fit them."""
     names = [name for name, v in out.items() if v is not None]
     if any(name not in hit or hit[name].shape != out[name][g].shape  # type: ignore[index]
            for name in names):
         return False
     for name in names:
         out[name][g] = hit[name]  # type: ignore[index]
-    for text in hit.get("warnings", []):
-        category, _, message = str(text).partition("\x00")
+    for text in texts:
+        category, _, message = text.partition("\x00")
         warnings.warn(message, _category(category), stacklevel=4)
     return True
 
