@@ -218,14 +218,14 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
 
     fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.8), sharex=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    sizes = sorted(summary["size"].unique().to_list())
     styles = [("-", "o"), ("--", "s"), ("-.", "D"), ((0, (6, 2, 1, 2, 1, 2)), "v")]
     markers = {"multi-token": "^", "future-summary": "P"}
     for k, ((task,), g) in enumerate(summary.group_by("task", maintain_order=True)):
         c = colours[k % len(colours)]
+        own = sorted(g["size"].unique().to_list())  # line styles rank a task's own sizes
         for (size,), line in g.group_by("size", maintain_order=True):
-            ls, marker = styles[sizes.index(size) % len(styles)]
-            label = task if len(sizes) == 1 else f"{task} · {_size(size)}"
+            ls, marker = styles[own.index(size) % len(styles)]
+            label = task if len(own) == 1 else f"{task} · {_size(size)}"
             main = line.filter(pl.col("family").is_in(MAIN_LINE))
             variants = line.filter(~pl.col("family").is_in(MAIN_LINE))
             seeds = rows.filter((pl.col("task") == task) & (pl.col("size") == size)
