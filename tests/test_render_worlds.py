@@ -11,17 +11,21 @@ import yaml
 from probekit.tasks import BUILTIN_TASKS, Task, TaskSpec, load_task
 from probekit.worlds.othello import PASS, flips, start_board
 from probekit.worlds.render import (
+    AGENT,
     BOARD,
+    BUMP_MARK,
     DISCS,
     GRID_LINE,
     MOVE_MARK,
     PALETTE,
     WALLS,
+    edges,
     render,
     shelf,
 )
 
 TASKS = ("othello-4-frames", "boxes-frames")
+ALL = (*TASKS, "gridworld-5x5-frames")
 
 
 def frames_task(name: str, **frames) -> Task:
@@ -149,7 +153,7 @@ def test_boxes_frames_show_every_object_where_the_labels_put_it():
                     assert here == (ep.labels[f"location.obj{k}"][s] == j), (i, s, k, j)
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", ALL)
 def test_pairs_and_violations_show_their_edit_from_the_step(name: str):
     t = load_task(name)
     F = t.frames_per_step
@@ -170,7 +174,7 @@ def test_pairs_and_violations_show_their_edit_from_the_step(name: str):
     assert kinds >= set(t.spec.violations["kinds"])
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", ALL)
 def test_same_seed_same_bytes_and_the_fingerprint_follows_the_knobs(name: str):
     a, b = load_task(name), frames_task(name)
     assert a.generate("val", 0)[0].frames.tobytes() == b.generate("val", 0)[0].frames.tobytes()
@@ -179,7 +183,7 @@ def test_same_seed_same_bytes_and_the_fingerprint_follows_the_knobs(name: str):
     assert len(prints) == 5
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", ALL)
 def test_each_step_ends_on_its_own_frame_at_any_frames_per_step(name: str):
     one, three = frames_task(name, frames_per_step=1), frames_task(name, frames_per_step=3)
     world = one.spec.world_for("val")
@@ -189,3 +193,31 @@ def test_each_step_ends_on_its_own_frame_at_any_frames_per_step(name: str):
         assert b.shape[0] == 3 * a.shape[0]
         np.testing.assert_array_equal(b[2::3], a)  # frame s·F + F − 1 shows step s
         assert not np.array_equal(b[0::3], a)  # the earlier ones show the way there
+
+
+def test_gridworld_frames_show_the_agent_in_its_cell_the_maze_and_each_bump():
+    """The agent's disk is centred on the cell the labels give (and on no other cell centre),
+    the task's maze walls are drawn, and a bump step marks the side bumped into."""
+    t = load_task("gridworld-5x5-frames")
+    world = t.spec.world_for("train")
+    n, size = world.params["size"], t.spec.frames["size"]
+    agent, red = shade(AGENT, 3)[:, 0, 0], shade(BUMP_MARK, 3)[:, 0, 0]
+    centre = [int((i + 0.5) * size / n) for i in range(n)]
+    side = edges(n, size)
+    maze = side[world.walls()].any(axis=0).reshape(size, size)
+    bumps = 0
+    for i in range(40):  # bumps are rare (p_bump 0.02): enough episodes to meet some
+        ep = t.generate("train", i)[0]
+        for s in range(ep.n_steps):
+            img = ep.frames[s]
+            at = [(x, y) for y in range(n) for x in range(n)
+                  if (img[:, centre[y], centre[x]] == agent).all()]
+            assert at == [(ep.labels["x"][s], ep.labels["y"][s])], (i, s)
+            drawn = (img != 0).any(axis=0)
+            assert drawn[maze].mean() > 0.9  # walls (the agent and a mark may cover a few)
+            if s and ep.obs[s, 5] > 0.5:
+                bumps += 1
+                move = int(ep.obs[s, 1:5].argmax())
+                pixels = side[ep.labels["y"][s], ep.labels["x"][s], move].reshape(size, size)
+                assert (img[:, pixels] == red[:, None]).all(axis=0).mean() > 0.5
+    assert bumps > 0

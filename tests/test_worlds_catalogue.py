@@ -20,7 +20,7 @@ from probekit.tasks import BUILTIN_TASKS, TaskSpec, load_task
 CATALOGUE = {
     "bouncing_balls": ["balls-2", "balls-4-collide", "balls-3-occluded", "balls-2-frames"],
     "groups": ["parity", "cyclic-z5", "s3", "s5", "flipflop"],
-    "gridworld": ["gridworld-5x5", "gridworld-8x8"],
+    "gridworld": ["gridworld-5x5", "gridworld-8x8", "gridworld-5x5-frames"],
     "cellular": ["ca-rule30", "ca-rule90", "ca-rule110"],
     "othello": ["othello-4", "othello-6", "othello-4-frames"],
 }

@@ -26,8 +26,8 @@ Decisions (issue #19):
   randomness, numpy only, no display), so the same seed and spec give byte-identical frames;
   the knobs and `RENDER_VERSION` enter the task fingerprint.
 
-One renderer per world in `RENDERERS` (bouncing balls, boxes, Othello); a world without one
-cannot declare frames.
+One renderer per world in `RENDERERS` (bouncing balls, boxes, gridworld, Othello); a world
+without one cannot declare frames.
 """
 
 from __future__ import annotations
@@ -354,8 +354,72 @@ def _boxes(params: dict[str, Any], obs: np.ndarray, spec: dict[str, Any]) -> np.
     return np.rint(img).reshape(N, T * F, C, size, size).astype(np.uint8)
 
 
+# --- gridworld -------------------------------------------------------------------------------
+
+MAZE_WALL = ((150, 150, 150), 110)  # the maze's walls
+AGENT = ((255, 220, 0), 255)
+BUMP_MARK = ((255, 64, 64), 190)  # the side of the agent's cell it reported bumping into
+
+
+@functools.cache
+def edges(n: int, size: int) -> np.ndarray:
+    """The pixels of each side of each cell, [n, n, 4 (north, east, south, west), H·W] bool:
+    a one-pixel line along the cell's border, inside it (so a wall between two cells is two
+    lines, one per cell)."""
+    out = np.zeros((n, n, 4, size, size), dtype=bool)
+    cut = [round(i * size / n) for i in range(n + 1)]
+    for y in range(n):
+        for x in range(n):
+            r0, r1, c0, c1 = cut[y], cut[y + 1] - 1, cut[x], cut[x + 1] - 1
+            out[y, x, 0, r0, c0:c1 + 1] = True
+            out[y, x, 1, r0:r1 + 1, c1] = True
+            out[y, x, 2, r1, c0:c1 + 1] = True
+            out[y, x, 3, r0:r1 + 1, c0] = True
+    return out.reshape(n, n, 4, size * size)
+
+
+def _gridworld(params: dict[str, Any], obs: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """Gridworld from `obs` [N, T, 8] (start flag, one-hot compass move, bump, start x and y):
+    the task's maze from above (its walls from the `layout` seed), the agent a disk in its
+    cell, replayed from the start by the moves as reported (an `ok` moves it a cell, a `bump`
+    keeps it: an impossible report shows as written, the agent through a wall or stopped at an
+    opening), and the side it bumped into marked red at a bump step. With F frames per step
+    the agent glides from cell to cell."""
+    from probekit.worlds.gridworld import DX, DY, layout
+
+    n, C, size, F = params["size"], spec["channels"], spec["size"], spec["frames_per_step"]
+    N, T, _ = obs.shape
+    x = np.rint(obs[:, 0, 6] * (n - 1)).astype(np.int64)
+    y = np.rint(obs[:, 0, 7] * (n - 1)).astype(np.int64)
+    move = obs[:, :, 1:5].argmax(axis=2)
+    bump = obs[:, :, 5] > 0.5
+    xs, ys = np.empty((N, T), dtype=np.int64), np.empty((N, T), dtype=np.int64)
+    xs[:, 0], ys[:, 0] = x, y
+    for t in range(1, T):
+        go = ~bump[:, t]
+        x = np.clip(x + go * np.take(DX, move[:, t]), 0, n - 1)
+        y = np.clip(y + go * np.take(DY, move[:, t]), 0, n - 1)
+        xs[:, t], ys[:, t] = x, y
+    centre = np.stack([(xs + 0.5) / n, 1 - (ys + 0.5) / n], axis=-1)[:, :, None]  # [N, T, 1, 2]
+    pos, seen = _subframes(centre, np.ones((N, T, 1), dtype=bool), F)
+    side = edges(n, size)
+    img = np.zeros((N, T * F, C, size * size), dtype=np.float32)
+    walls = side[np.asarray(layout(n, params["loops"], params["layout"]))].any(axis=0)
+    img[..., walls] = _shade(*MAZE_WALL, C)[:, None]
+    # object 0 of `_disks` is drawn at full brightness (255): its value / 255 is the coverage
+    weight = _disks(pos, seen, 0.3 / n, spec)[:, :, :1].reshape(N, T * F, 1, size * size) / 255
+    img = img * (1 - weight) + _shade(*AGENT, C)[:, None] * weight
+    hit = np.zeros((N, T, size * size), dtype=bool)
+    ep, at = np.nonzero(bump)
+    hit[ep, at] = side[ys[ep, at], xs[ep, at], move[ep, at]]
+    mark = _steps(hit, F)  # [N, T·F, H·W]
+    img = np.where(mark[:, :, None], _shade(*BUMP_MARK, C)[None, None, :, None], img)
+    return np.rint(img).reshape(N, T * F, C, size, size).astype(np.uint8)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any], np.ndarray, dict[str, Any]], np.ndarray]] = {
     "bouncing_balls": _balls,
     "boxes": _boxes,
+    "gridworld": _gridworld,
     "othello": _othello,
 }
