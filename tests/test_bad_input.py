@@ -338,4 +338,4 @@ def test_debug_shows_the_traceback_of_a_probekit_error(capsys):
     with pytest.raises(UnknownNameError, match="did you mean 'boxes'"):
         main(["--debug", "tasks", "show", "boxs"])
     assert main(["tasks", "show", "boxs"]) == 2
-    assert error_line(capsys.readouterr().err).endswith("did you mean 'boxes', 'boxes-text'?")
+    assert error_line(capsys.readouterr().err).endswith("did you mean 'boxes', 'boxes-text', 'boxes-frames'?")

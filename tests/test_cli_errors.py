@@ -72,4 +72,4 @@ def test_cli_process_exit_code_and_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "probekit", "tasks", "show", "boxs"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "probekit: error: unknown task 'boxs': did you mean 'boxes', 'boxes-text'?"
+    assert proc.stderr.strip() == "probekit: error: unknown task 'boxs': did you mean 'boxes', 'boxes-text', 'boxes-frames'?"

@@ -72,8 +72,8 @@ def is_checkpoint(folder: str | Path) -> bool:
         return True
     try:
         return json.loads((folder / CONFIG).read_text()).get("model_type") == MODEL_TYPE
-    except (OSError, ValueError, AttributeError):
-        return False
+    except (OSError, ValueError, AttributeError, RecursionError):  # the loader that reads the
+        return False  # folder next says what is wrong with its config.json, in one line
 
 
 def shipped() -> list[str]:
