@@ -30,12 +30,14 @@ def cache(tmp_path, monkeypatch) -> Path:
 def no_work(monkeypatch, cache):
     """Loading a model or generating a split is a test failure; afterwards nothing may have
     been written to the cache."""
-    from probekit.tasks import Task
+    import probekit.evaluation  # imported before the patch: it binds load_model at import,
+    from probekit.tasks import Task  # and would keep the forbidden one for later tests
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the work started before the input was refused")
 
     monkeypatch.setattr(probekit.adapters, "load_model", forbidden)
+    monkeypatch.setattr(probekit.evaluation, "load_model", forbidden)
     monkeypatch.setattr(Task, "_build", forbidden)
     yield
     assert not cache.exists() or not any(cache.rglob("*"))
