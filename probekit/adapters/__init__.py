@@ -60,11 +60,9 @@ def load_model(model: str | Path | Adapter, *, device: str | torch.device = "aut
     if vision.is_vision(vision.model_type(name, revision)):
         return vision.load(name, revision=revision, device=device,
                            trust_remote_code=trust_remote_code, model_id=model_id)
-    if model_id is not None:
-        return HFAdapter.from_pretrained(name, device=device, model_id=model_id,
-                                         truncate=truncate)
     return HFAdapter.from_pretrained(name, revision=revision, device=device,
-                                     trust_remote_code=trust_remote_code, truncate=truncate)
+                                     trust_remote_code=trust_remote_code, truncate=truncate,
+                                     model_id=model_id)
 
 
 __all__ = ["Adapter", "Batch", "ModelIdentity", "HFAdapter", "ImageAdapter", "ModuleAdapter",

@@ -75,7 +75,7 @@ class Tap(nn.Module):
 
 class VisionAdapter(Adapter):
     """A vision encoder read on a task's frames (see the module docstring). Subclasses say how
-    frames become model input (`tubelet`, `tokens_per_frame`) and run the model."""
+    frames become model input (`tubelet`, `prefix`) and run the model."""
 
     ADAPTER = "vision"
 
@@ -114,11 +114,6 @@ class VisionAdapter(Adapter):
     def _untokens(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """The inverse of `_tokens`."""
         return t.reshape(like.shape)
-
-    @property
-    def tokens_per_frame(self) -> int:
-        """Tokens per frame (per tubelet for video), prefix tokens (a class token) included."""
-        return self.grid * self.grid
 
     @property
     def prefix(self) -> int:
@@ -312,10 +307,6 @@ class ImageAdapter(VisionAdapter):
     @property
     def prefix(self) -> int:
         return self._prefix
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return self._prefix + self.grid * self.grid
 
     def _layer_modules(self) -> dict[str, nn.Module]:
         from probekit.adapters.hf import _find_blocks, _find_embed

@@ -45,6 +45,7 @@ PATIENCE = 2  # the path stops once no probe improved on validation for this man
 ArrayLike = Any  # numpy array, torch tensor or nested lists
 
 
+@retained_memory()  # glibc would map and unmap every large tensor of the fit
 def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
                       X_val: ArrayLike | None = None, Y_val: ArrayLike | None = None,
                       penalties: float | Sequence[float] | np.ndarray = DEFAULT_PENALTIES,
@@ -69,19 +70,6 @@ def fit_linear_probes(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
     warn: a scikit-learn ConvergenceWarning for logistic probes that end above tol (False: the
     caller takes any fit, as an online code does).
     """
-    with retained_memory():  # glibc would map and unmap every large tensor
-        return _fit(X, Y, kind, X_val=X_val, Y_val=Y_val, penalties=penalties,
-                    n_classes=n_classes, max_iter=max_iter, tol=tol, device=device, init=init,
-                    warn=warn)
-
-
-def _fit(X: ArrayLike, Y: ArrayLike, kind: str = "logistic", *,
-         X_val: ArrayLike | None = None, Y_val: ArrayLike | None = None,
-         penalties: float | Sequence[float] | np.ndarray = DEFAULT_PENALTIES,
-         n_classes: int | Sequence[int] | None = None, max_iter: int = 300,
-         tol: float = 1e-4, device: str | torch.device | None = None,
-         init: LinearProbes | None = None, warn: bool = True) -> LinearProbes:
-    """fit_linear_probes, with memory kept (its docstring says what it does)."""
     _check_params(kind, penalties, max_iter, tol)
     if (X_val is None) != (Y_val is None):
         raise UserError("pass both X_val and Y_val, or neither")

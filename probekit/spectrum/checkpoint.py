@@ -7,7 +7,6 @@ type and that the three files agree, so a damaged or hand-edited folder fails wi
 
 from __future__ import annotations
 
-import json
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -18,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from probekit.errors import ModelError, ProbekitError
-from probekit.io import atomic_path, write_json
+from probekit.io import MAX_JSON_BYTES, atomic_path, parse_json, read_text, write_json
 from probekit.spectrum.model import SpectrumConfig, SpectrumModel, init_model
 from probekit.spectrum.objective import Objective
 from probekit.worlds import WORLDS
@@ -27,6 +26,11 @@ CONFIG, WEIGHTS, META = "config.json", "model.safetensors", "spectrum.json"
 MODEL_TYPE = "probekit-spectrum"
 SCHEMA = "probekit.spectrum/1"
 SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "spectrum"
+# config.json fields added after the first checkpoints (the latent predictor, frame inputs):
+# a folder saved before them reads them at their defaults.
+ADDED_DEFAULTS = {f.name: f.default for f in fields(SpectrumConfig)
+                  if f.name in ("predictor", "frame_channels", "frame_size", "patch",
+                                "pixel_head")}
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,13 @@ def is_checkpoint(folder: str | Path) -> bool:
     folder = Path(folder)
     if (folder / META).is_file():
         return True
+    if not (folder / CONFIG).is_file():
+        return False
     try:
-        return json.loads((folder / CONFIG).read_text()).get("model_type") == MODEL_TYPE
-    except (OSError, ValueError, AttributeError, RecursionError):  # the loader that reads the
-        return False  # folder next says what is wrong with its config.json, in one line
+        raw = _json(folder / CONFIG)
+    except ModelError:  # the loader that reads the folder next says what is wrong, in one line
+        return False
+    return isinstance(raw, dict) and raw.get("model_type") == MODEL_TYPE
 
 
 def shipped() -> list[str]:
@@ -110,9 +117,7 @@ def load(folder: str | Path) -> tuple[SpectrumModel, SpectrumMeta]:
     if raw.get("model_type") != MODEL_TYPE:
         raise ModelError(f"{where}/{CONFIG}: model_type is {raw.get('model_type')!r}, not "
                          f"{MODEL_TYPE!r}")
-    # Fields added since: the latent predictor, frame inputs.
-    raw = {"predictor": False, "frame_channels": 0, "frame_size": 0, "patch": 8,
-           "pixel_head": False, **raw}
+    raw = {**ADDED_DEFAULTS, **raw}
     try:
         config = SpectrumConfig(**strict(SpectrumConfig, raw, f"{where}/{CONFIG}",
                                          ignore=("model_type",)))
@@ -204,7 +209,7 @@ def _base(hint: Any) -> type:
 
 
 def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelError(f"{path} is not valid JSON ({e})") from None
+    """A checkpoint's JSON file, read with the bounds of every JSON probekit reads
+    (`probekit.io`: size, nesting, no NaN); ModelError naming the file otherwise."""
+    return parse_json(read_text(path, MAX_JSON_BYTES, "MAX_JSON_BYTES", ModelError), str(path),
+                      ModelError)
