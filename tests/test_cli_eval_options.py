@@ -18,7 +18,7 @@ from probekit.tasks import load_task
 LIMIT = 32
 ARGS = ["eval", "boxes-gpt2-tiny", "--tasks", "boxes", "--limit", str(LIMIT), "--max-pairs",
         "16", "--no-attribution", "--featurizers", "full", "--layers", "block.1,block.2",
-        "--device", "cpu"]
+        "--device", "cpu", "--max-iter", "250", "--tol", "2e-4"]
 
 
 def lines(text: str) -> list[str]:
@@ -102,6 +102,12 @@ def test_limited_task_holds_the_full_tasks_first_episodes(run):
     assert small.pairs("test")[3]["source.text"] == full.generate("test", 3)[1].source.text
 
 
+def test_max_iter_and_tol_reach_the_probes_and_the_record(run):
+    assert run["code"] == 0, run["err"]
+    spec = run["result"]["probe"]["decodability"]
+    assert (spec["max_iter"], spec["tol"]) == (250, 2e-4)
+
+
 def test_limit_bounds():
     full = load_task("boxes")
     assert full.limited(None) is full
@@ -117,6 +123,9 @@ def test_limit_bounds():
     (["--limit", "0"], "argument --limit: must be at least 1, got 0"),
     (["--limit", "x"], "argument --limit: invalid int value: 'x'"),
     (["--max-pairs", "0"], "argument --max-pairs: must be at least 1"),
+    (["--max-iter", "0"], "argument --max-iter: must be at least 1"),
+    (["--tol=-1e-3"], "argument --tol: must be a positive number, got -1e-3"),
+    (["--tol", "nan"], "argument --tol: must be a positive number, got nan"),
     (["--revision", "v1"], "--revision v1 applies to Hub ids only"),
 ])
 def test_bad_options_are_refused_before_any_work(args, needle, tmp_path, capsys):

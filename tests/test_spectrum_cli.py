@@ -11,6 +11,7 @@ from probekit.cli import main
 from probekit.errors import ResultError
 from probekit.spectrum import checkpoint
 from probekit.spectrum.report import collect, markdown, regress, report, summarise
+from probekit.spectrum.reproduce import _first_difference
 from tests.result_factory import make
 
 SMALL = ["--d-model", "16", "--layers", "1", "--episodes", "100", "--batch-size", "8",
@@ -65,6 +66,18 @@ def test_sweep_resumes_sizes_and_refuses_a_folder_of_another_run(tiny_task_dir, 
     assert "holds another run: steps 5 (asked 6)" in capsys.readouterr().err
     assert main([*args[:-1], "32x"]) == 2
     assert "--sizes takes width x blocks" in capsys.readouterr().err
+
+
+def test_sweep_names_the_horizon_and_summary_variants(tiny_task_dir, tmp_path):
+    """A variant's folders never share a name with the main line's (one store holds both)."""
+    args = ["spectrum", "sweep", "--task", "boxes-tiny", "--include-path", str(tiny_task_dir),
+            "--alphas", "0.5", "--seeds", "1", "--steps", "3", *SMALL]
+    assert main([*args, "--horizon", "2", "--target", "summary", "--out", str(tmp_path)]) == 0
+    assert main([*args, "--horizon", "2", "--out", str(tmp_path / "h2")]) == 0
+    runs = pl.read_csv(tmp_path / "sweep.csv")
+    assert runs.select("folder", "family", "horizon", "target").row(0) == \
+        ("boxes-tiny-a0.5-h2sum-s0", "future-summary", 2, "summary")
+    assert (tmp_path / "h2" / "boxes-tiny-a0.5-h2-s0" / "spectrum.json").is_file()
 
 
 @pytest.mark.parametrize("extra, match", [
@@ -164,7 +177,14 @@ def test_report_fits_a_and_size_and_says_which_explains_more(tmp_path, capsys):
                 r["task"]["name"] = "boxes"
                 r["model"]["n_params"] = size
                 results.save(r, tmp_path)
+    for size in (20_000, 80_000, 320_000):  # extra heads: 2.2× the backbone's count at 20k
+        r = make(model=f"probekit/spectrum-boxes-a0.5-h4-{size}", family="multi-token",
+                 alpha=0.5, quality=0.6)
+        r["task"]["name"], r["model"]["n_params"] = "boxes", size + 24_000
+        results.save(r, tmp_path)
     rows = collect(tmp_path)
+    variant = rows.filter(pl.col("family") == "multi-token")
+    assert sorted(variant["size"]) == [20_000, 80_000, 320_000]  # matched to the main line
     fits = regress(rows)
     dec = fits.filter(pl.col("score") == "decodability").row(0, named=True)
     assert dec["runs"] == 27 and dec["sizes"] == 3 and dec["explains"] == "a"
@@ -181,3 +201,44 @@ def test_cli_report_without_spectrum_results(tmp_path, capsys):
     assert main(["spectrum", "report", str(tmp_path)]) == 2
     assert "no probekit.result/2 results of spectrum models" in capsys.readouterr().err
     assert main(["spectrum", "report", str(tmp_path / "missing")]) == 2
+
+
+def test_reproduce_retrains_a_cell_bit_for_bit_and_rescores_it(tiny_task_dir, tmp_path, capsys):
+    """A grid cell rerun from its own spectrum.json and config.json gives the same weights and,
+    evaluated again, the same result; a changed weight is caught (exit 1), and a result of
+    another task is refused before any training (exit 2)."""
+    import probekit
+
+    inc = ["--include-path", str(tiny_task_dir)]
+    assert main(["spectrum", "sweep", "--task", "boxes-tiny", *inc, "--alphas", "0.5",
+                 "--seeds", "1", "--steps", "4", "--out", str(tmp_path), *SMALL,
+                 "--sizes", "16x2"]) == 0
+    cell = tmp_path / "boxes-tiny-a0.5-d16x2-s0"
+    report = probekit.evaluate(str(cell), ["boxes-tiny"], device="cpu", progress=False,
+                               include=[str(tiny_task_dir)])
+    stored = report.save(tmp_path / "results", plots=False)[0]
+    capsys.readouterr()
+    assert main(["spectrum", "reproduce", str(cell), "--result", str(stored), *inc,
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "weights reproduced bit for bit" in out and "scores identical" in out
+
+    import json
+    tampered = json.loads(stored.read_text())
+    fresh = json.loads(stored.read_text())
+    tampered["scores"]["decodability"]["value"] += 1e-9
+    assert _first_difference(tampered["scores"], fresh["scores"]).startswith(
+        ": at .decodability.value: ")
+
+    model, meta = checkpoint.load(cell)
+    with torch.no_grad():
+        next(iter(model.parameters())).add_(1e-6)
+    checkpoint.save(cell, model, meta)
+    assert main(["spectrum", "reproduce", str(cell), *inc, "--quiet"]) == 1
+    assert "weights differ from the checkpoint's" in capsys.readouterr().err
+
+    tampered["task"]["name"] = "othello-4"
+    stored.write_text(json.dumps(tampered))
+    assert main(["spectrum", "reproduce", str(cell), "--result", str(stored), *inc]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is on task othello-4" in err and len(err.splitlines()) == 1

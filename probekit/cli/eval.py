@@ -55,6 +55,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow a Hub model to run its own code (off by default)")
     p.add_argument("--truncate", action="store_true",
                    help="cut episodes longer than the model's context instead of failing")
+    d = p.add_argument_group("decodability probes (linear, per layer and target)")
+    d.add_argument("--max-iter", type=positive_int, default=300, metavar="N",
+                   help="most iterations of each logistic probe's solver (L-BFGS); a probe "
+                        "that stops here unconverged is named in a warning")
+    d.add_argument("--tol", type=positive_float, default=1e-4, metavar="X",
+                   help="convergence tolerance of the logistic probes (the gradient's "
+                        "largest entry)")
     c = p.add_argument_group("causal probes (interchange interventions)")
     c.add_argument("--max-pairs", type=positive_int, default=200, metavar="N",
                    help="counterfactual pairs drawn from each of the selection (val) and test "
@@ -89,6 +96,26 @@ def causal_probe(args: argparse.Namespace):
                         seed=args.seed, progress=not args.quiet)
     probe.validate()
     return probe
+
+
+def decodability_probe(args: argparse.Namespace):
+    """The DecodabilityProbe the options describe (what evaluate builds by default, with
+    --max-iter and --tol)."""
+    from probekit.decodability import DecodabilityProbe
+
+    return DecodabilityProbe(max_iter=args.max_iter, tol=args.tol, batch_size=args.batch_size,
+                             autocast=args.autocast, seed=args.seed, progress=not args.quiet)
+
+
+def positive_float(text: str) -> float:
+    """A number > 0 (`--tol`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -142,6 +169,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report = evaluate(adapter, plan.task_names, layers=layers, device=device,
                           batch_size=args.batch_size, autocast=args.autocast, seed=args.seed,
                           include=include, random_init=not args.no_random_init,
+                          decodability=decodability_probe(args),
                           causal=causal if causal is not None else False,
                           prediction=not args.no_prediction,
                           trust_remote_code=args.trust_remote_code, truncate=args.truncate,

@@ -1,4 +1,4 @@
-"""`probekit spectrum train|sweep|list|report`: the built-in NTP → JEPA model family."""
+"""`probekit spectrum train|sweep|list|report|reproduce`: the built-in NTP → JEPA model family."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="seed of the initial weights, the episodes drawn and their order")
     _training_args(train)
     train.set_defaults(func=cmd_train)
-    sweep = ssub.add_parser("sweep", help="train one model per (a, size, seed) into OUT/<task>-a"
-                            "<a>[-d<width>x<blocks>]-s<seed>/; a rerun resumes: finished runs "
+    sweep = ssub.add_parser("sweep", help="train one model per (a, size, seed) into "
+                            "OUT/<task>-a<a>[-h<k>[sum]][-d<width>x<blocks>]-s<seed>/ (-h<k>: "
+                            "--horizon k, sum: --target summary); a rerun resumes: finished runs "
                             "are verified and kept, unfinished ones retrained; OUT/sweep.csv "
                             "lists every run with its training time")
     sweep.add_argument("--alphas", default=DEFAULT_ALPHAS, help="comma-separated values of a")
@@ -40,6 +41,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--out", type=Path, default=None,
                      help="PNG to write (default: RESULTS/spectrum.png); .csv and .md beside it")
     rep.set_defaults(func=cmd_report)
+    again = ssub.add_parser("reproduce", help="train a checkpoint again from its recorded "
+                            "settings and check its weights (and, with --result, its scores) "
+                            "come out identical; exit 1 if not")
+    again.add_argument("folder", type=Path, help="spectrum checkpoint folder (spectrum.json)")
+    again.add_argument("--result", type=Path, default=None,
+                       help="a stored result of this checkpoint (probekit eval's JSON) to "
+                            "evaluate again and compare exactly (default: weights only)")
+    again.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (default: torch's choice)")
+    again.add_argument("--include-path", action="append", default=[], metavar="DIR",
+                       help="another folder of task YAML files (repeatable)")
+    again.add_argument("--quiet", action="store_true", help="no progress bar")
+    again.set_defaults(func=cmd_reproduce)
 
 
 def _training_args(p: argparse.ArgumentParser) -> None:
@@ -122,8 +136,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         args.d_model, args.layers = d_model, layers
         for a in alphas:
             for seed in range(args.seeds):
-                tag = f"-d{d_model}x{layers}" if args.sizes else ""
-                out = args.out / f"{args.task}-a{a:g}{tag}-s{seed}"
+                out = args.out / f"{args.task}-a{a:g}{_variant(args)}" \
+                    f"{f'-d{d_model}x{layers}' if args.sizes else ''}-s{seed}"
                 status = _resume(args, a, seed, out)
                 if status is None:
                     _fit(args, a, seed, out)
@@ -137,6 +151,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
           f"{hours:.2f} CPU hours of training in all (the recorded train_seconds); "
           f"wrote {args.out / 'sweep.csv'}")
     return 0
+
+
+def _variant(args: argparse.Namespace) -> str:
+    """The folder-name tag of a non-default objective: "-h4" (horizon 4), "-h4sum" (the mean
+    latent over t+1 … t+4), so that variants of one (task, a, size, seed) never share a name."""
+    if args.horizon == 1 and args.target == "next":
+        return ""
+    return f"-h{args.horizon}{'sum' if args.target == 'summary' else ''}"
 
 
 def _sizes(text: str) -> list[tuple[int, int]]:
@@ -194,6 +216,7 @@ def _run_row(out: Path, status: str) -> dict:
 
     model, meta = checkpoint.load(out)
     return {"folder": out.name, "task": meta.task, "alpha": meta.alpha, "family": meta.family,
+            "horizon": meta.horizon, "target": meta.target,
             "d_model": model.config.d_model, "blocks": model.config.n_layers,
             "params": n_params(model), "seed": meta.seed, "steps": meta.steps,
             "train_seconds": meta.train_seconds, "collapsed": bool(meta.collapse["collapsed"]),
@@ -207,6 +230,44 @@ def _write_sweep(path: Path, runs: list[dict]) -> None:
 
     with atomic_path(path) as tmp:
         pl.DataFrame(runs).write_csv(tmp)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    import json
+
+    from probekit.errors import UserError
+    from probekit.spectrum import checkpoint, reproduce
+
+    if not checkpoint.is_checkpoint(args.folder):
+        raise UserError(f"{args.folder} is not a spectrum checkpoint (no {checkpoint.META}); "
+                        "give a folder written by probekit spectrum train or sweep")
+    _, meta = checkpoint.load(args.folder)
+    if args.result is not None:  # checked before the training, not after
+        try:
+            stored = json.loads(args.result.read_text(encoding="utf-8"))
+            task = stored["task"]["name"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"--result {args.result} is not a readable probekit result "
+                            f"({type(e).__name__}: {e})") from None
+        if task != meta.task:
+            raise UserError(f"--result {args.result} is on task {task}, but {args.folder} "
+                            f"was trained on {meta.task}")
+    meta, diffs = reproduce.retrain(args.folder, args.include_path, progress=not args.quiet,
+                                    threads=args.threads)
+    what = f"{args.folder}: {meta.family} a={meta.alpha:g} seed {meta.seed}, {meta.steps} steps"
+    if diffs:
+        print(f"{what}: the rerun's weights differ from the checkpoint's "
+              f"({len(diffs)} tensors): " + "; ".join(diffs[:5]), file=sys.stderr)
+        return 1
+    print(f"{what}: weights reproduced bit for bit")
+    if args.result is None:
+        return 0
+    diffs = reproduce.rescore(args.folder, args.result, args.include_path)
+    if diffs:
+        print(f"{args.result}: the scores differ: " + "; ".join(diffs), file=sys.stderr)
+        return 1
+    print(f"{args.result}: evaluated again, scores identical ({', '.join(reproduce.COMPARED)})")
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ TITLES = {"decodability": "decodability, late steps (chance 0)",
           "voe": "prediction: VoE accuracy (chance 0.5)"}
 BASELINES = {"decodability": "random_init", "causal_gain": "random_control",
              "voe": "voe_random_init"}
+MAIN_LINE = ("ntp", "next-latent", "jepa")  # one objective per a: what the fit compares
 CHANCE = {"voe": 0.5}  # the panel's reference line (0 elsewhere)
 # Every score is bounded above by 1; a t interval over few seeds is not, so the panels keep to
 # the scores' range and an interval that leaves it is cut at the edge.
@@ -67,7 +68,10 @@ def collect(folder: str | Path) -> pl.DataFrame:
         raise ResultError(f"no {SCHEMA} results of spectrum models (with an alpha) under "
                           f"{str(folder)!r}; run probekit eval on spectrum checkpoints first")
     table = pl.DataFrame(rows, infer_schema_length=None).sort("task", "alpha", "model")
-    return table.with_columns(size=pl.col("n_params").replace_strict(sizes(table["n_params"])))
+    names = model_sizes(table)
+    return table.with_columns(size=pl.Series(
+        [names[(t, f, n)] for t, f, n in table.select("task", "family", "n_params").iter_rows()],
+        dtype=pl.Int64))
 
 
 SAME_SIZE = 1.5  # parameter counts within this ratio are one model size
@@ -86,6 +90,25 @@ def sizes(n_params: pl.Series) -> dict[int, int]:
             group = []
         if n is not None:
             group.append(n)
+    return out
+
+
+def model_sizes(table: pl.DataFrame) -> dict[tuple[str, str, int], int]:
+    """(task, family, parameter count) → model size, per task: the main line's counts are
+    grouped by `sizes`; a variant (multi-token, future summary) carries extra heads, so its
+    counts are grouped among themselves and its k-th size named after the main line's k-th when
+    both have as many sizes (the same backbones), else after its own counts."""
+    out: dict[tuple[str, str, int], int] = {}
+    for (task,), g in table.group_by("task", maintain_order=True):
+        main = g.filter(pl.col("family").is_in(MAIN_LINE))
+        main_sizes = sizes(main["n_params"]) if main.height else {}
+        for (family,), f in g.group_by("family", maintain_order=True):
+            own = main_sizes if family in MAIN_LINE else sizes(f["n_params"])
+            ranks = sorted(set(own.values()))
+            line = sorted(set(main_sizes.values()))
+            rename = dict(zip(ranks, line)) if len(ranks) == len(line) else {}
+            out.update({(task, family, n): rename.get(v, v) for n, v in own.items()
+                        if n in set(f["n_params"].to_list())})
     return out
 
 
@@ -125,9 +148,6 @@ def summarise(rows: pl.DataFrame) -> pl.DataFrame:
             rec[s] = float(v.mean()) if len(v) else None
         out.append(rec)
     return pl.DataFrame(out, infer_schema_length=None).sort("task", "size", "alpha", "family")
-
-
-MAIN_LINE = ("ntp", "next-latent", "jepa")  # one objective per a: what the fit compares
 
 
 def regress(rows: pl.DataFrame) -> pl.DataFrame | None:
@@ -206,80 +226,78 @@ def _interval(g: pl.DataFrame, score: str) -> tuple[float | None, float | None, 
 
 
 def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
-    """Four panels against a: each task (colour) and size (line style and marker) as its mean
-    with its interval, the seeds as dots, the random-init twin (decodability, VoE) and the
-    random-subspace control (causal gain) dotted; the horizon and summary variants as hollow
-    markers. The VoE panel reads each model's headline surprise: token surprisal where the model
-    has a token head (a < 1), latent prediction error otherwise."""
+    """One row per task, one column per score, against a: each model size (colour, light to
+    dark by parameters) as its mean with its interval, the seeds as dots, the random-init twin
+    (decodability, VoE) and the random-subspace control (causal gain) dotted in the size's
+    colour; the horizon and summary variants (at their a) as hollow markers beside the line.
+    The VoE panel reads each model's headline surprise: token surprisal where the model has a
+    token head (a < 1), latent prediction error otherwise."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(SCORES), figsize=(4 * len(SCORES), 3.8), sharex=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles = [("-", "o"), ("--", "s"), ("-.", "D"), ((0, (6, 2, 1, 2, 1, 2)), "v")]
-    markers = {"multi-token": "^", "future-summary": "P"}
-    for k, ((task,), g) in enumerate(summary.group_by("task", maintain_order=True)):
-        c = colours[k % len(colours)]
-        own = sorted(g["size"].unique().to_list())  # line styles rank a task's own sizes
+    tasks = summary["task"].unique(maintain_order=True).to_list()
+    fig, axes = plt.subplots(len(tasks), len(SCORES), figsize=(3.6 * len(SCORES) + 2.2,
+                             2.7 * len(tasks) + 0.7), sharex=True, squeeze=False)
+    markers = {"multi-token": ("^", -0.04), "future-summary": ("P", 0.04)}
+    for row, task in zip(axes, tasks):
+        g = summary.filter(pl.col("task") == task)
+        own = sorted(g["size"].unique().to_list())
+        shades = plt.cm.viridis(np.linspace(0.8, 0.1, len(own))) if len(own) > 1 else ["C0"]
         for (size,), line in g.group_by("size", maintain_order=True):
-            ls, marker = styles[own.index(size) % len(styles)]
-            label = task if len(own) == 1 else f"{task} · {_size(size)}"
+            c = shades[own.index(size)]
             main = line.filter(pl.col("family").is_in(MAIN_LINE))
             variants = line.filter(~pl.col("family").is_in(MAIN_LINE))
             seeds = rows.filter((pl.col("task") == task) & (pl.col("size") == size)
                                 & pl.col("family").is_in(MAIN_LINE))
-            for ax, s in zip(axes, SCORES):
+            for ax, s in zip(row, SCORES):
                 have = main.filter(pl.col(s).is_not_null())
                 if have.height:
                     x, y = have["alpha"].to_numpy(), have[s].to_numpy()
                     err = [y - have[f"{s}_lo"].to_numpy(), have[f"{s}_hi"].to_numpy() - y]
-                    ax.errorbar(x, y, yerr=err, fmt=marker, ls=ls, color=c, capsize=3, ms=4,
-                                label=label)
+                    ax.errorbar(x, y, yerr=err, fmt="o", ls="-", color=c, capsize=3, ms=4,
+                                label=f"{_size(size)} params")
                     dots = seeds.filter(pl.col(s).is_not_null())
                     ax.plot(dots["alpha"].to_numpy(), dots[s].to_numpy(), ".", color=c,
                             alpha=0.35)
                     base = BASELINES.get(s)
                     if base and have[base].null_count() < have.height:
-                        ax.plot(x, have[base].to_numpy(), ls=(0, (2, 2)), color=c, lw=0.8,
-                                alpha=0.6)
+                        ax.plot(x, have[base].to_numpy(), ls=(0, (2, 2)), color=c, lw=0.9,
+                                alpha=0.7)
                 for r in variants.filter(pl.col(s).is_not_null()).iter_rows(named=True):
-                    ax.errorbar([r["alpha"]], [r[s]], yerr=[[r[s] - r[f"{s}_lo"]],
-                                                            [r[f"{s}_hi"] - r[s]]],
-                                fmt=markers.get(r["family"], "x"), color=c, ms=6, capsize=2,
-                                mfc="white", label=f"{label}, {r['family']}")
-    for ax, s in zip(axes, SCORES):
+                    marker, dx = markers.get(r["family"], ("x", 0.0))
+                    ax.errorbar([r["alpha"] + dx], [r[s]], yerr=[[r[s] - r[f"{s}_lo"]],
+                                                                 [r[f"{s}_hi"] - r[s]]],
+                                fmt=marker, color=c, ms=6, capsize=2, mfc="white",
+                                label=f"{r['family']} (a={r['alpha']:g}), {_size(size)}")
+        for ax, s in zip(row, SCORES):
+            ax.axhline(CHANCE.get(s, 0), color="grey", lw=0.6)
+            ax.set_ylim(*YLIM[s])
+            ax.tick_params(labelsize=8)
+            if g[s].null_count() == g.height:
+                ax.text(0.5, 0.5, "not scored (see the table)", ha="center", va="center",
+                        transform=ax.transAxes, color="grey", fontsize=8)
+        row[0].set_ylabel(task, fontsize=10, fontweight="bold")
+        handles, labels = [], []
+        for ax in row:  # a size missing from the first panel still gets its legend entry
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        row[-1].legend(handles, labels, fontsize=7, loc="center left",
+                       bbox_to_anchor=(1.02, 0.5), frameon=False)
+    for ax, s in zip(axes[0], SCORES):
         ax.set_title(TITLES[s], fontsize=10)
+    for ax in axes[-1]:
         ax.set_xlabel("a  (0: next-token prediction → 1: JEPA)", fontsize=9)
-        ax.axhline(CHANCE.get(s, 0), color="grey", lw=0.6)
-        missing = [t for (t,), g in summary.group_by("task", maintain_order=True)
-                   if g[s].null_count() == g.height]
-        if missing:
-            ax.text(0.98, 0.98, "not scored: " + ", ".join(missing), ha="right", va="top",
-                    transform=ax.transAxes, color="grey", fontsize=7)
-        scored = summary.group_by("alpha").agg(pl.col(s).is_not_null().any()).sort("alpha")
-        unscored = [f"a={a:g}" for a, any_ in scored.iter_rows() if not any_]
-        if unscored and not missing:
-            ax.text(0.98, 0.02, f"{', '.join(unscored)}: not scored (see the table)",
-                    ha="right", va="bottom", transform=ax.transAxes, color="grey", fontsize=7)
-        ax.set_ylim(*YLIM[s])
-    handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1:]:  # a line missing from the first panel still gets its legend entry
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5),
-               title="task (dotted: random init)", title_fontsize=8, frameon=False)
-    axes[2].text(0.02, 0.02, "dotted: random subspace of the same rank",
-                 transform=axes[2].transAxes, fontsize=7, color="grey")
-    fig.suptitle("probekit spectrum: scores against a (mean, 95% t-interval over seeds, cut at "
-                 "the panel's edge; dots: seeds)", fontsize=10)
+    fig.suptitle("probekit spectrum: scores against a, per task and model size (mean, 95% "
+                 "t-interval over seeds; dots: seeds; dotted: random-init twin, or for the "
+                 "causal gain a random subspace of the same rank)", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 

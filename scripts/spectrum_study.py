@@ -1,0 +1,117 @@
+"""The spectrum × scale study: train and evaluate every cell of the grid, resumably.
+
+    python scripts/spectrum_study.py [--jobs 2] [--runs runs/study] [--results runs/study/results]
+
+The grid, per world (boxes, gridworld-5x5, othello-4), three seeds each:
+
+- a ∈ {0, 0.25, 0.5, 0.75, 1} (horizon 1, next-latent target) at three sizes, 8x2, 24x2 and
+  64x2 (width x blocks, MLP twice the width). The 64x2 cells are the shipped references
+  (seed 0) and `scripts/train_spectrum.py --seeds 3` (seeds 1-2 in runs/spectrum): the same
+  settings, so they are not trained again here;
+- at a = 0.5 and every size, two variants: multi-token prediction (horizon 4: token heads for
+  t+1 … t+4, latent target at t+4) and the future summary (horizon 4, the mean latent over
+  t+1 … t+4).
+
+Each group of runs is one `probekit spectrum sweep` (1500 steps, 4000 episodes, one core), so
+a rerun of this script resumes: finished checkpoints are verified and kept, unfinished ones are
+trained again, and `<runs>/<group>/sweep.csv` records every run's training time. Every model is
+then evaluated (`probekit eval` on every axis, one core) into --results unless its result for
+that very revision is there. Then:
+
+    probekit submit runs/study/results --store study      # the committed store
+    probekit spectrum report study/results --out docs/study   # the analysis
+    probekit leaderboard build --store study --out docs/leaderboard
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_spectrum import evaluate, folder  # noqa: E402
+
+WORLDS = ("boxes", "gridworld-5x5", "othello-4")
+ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SIZES = ("8x2", "24x2", "64x2")
+REFERENCE_SIZE = "64x2"  # trained by scripts/train_spectrum.py
+VARIANTS = {"next": [], "h4": ["--horizon", "4"],
+            "h4sum": ["--horizon", "4", "--target", "summary"]}
+SEEDS = 3
+
+
+def groups() -> list[tuple[str, str, str, str]]:
+    """(world, variant, size, alphas) of every sweep to run, the longest first."""
+    out = []
+    for variant in ("h4", "h4sum"):
+        out += [(w, variant, REFERENCE_SIZE, "0.5") for w in WORLDS]
+    for size in ("24x2", "8x2"):
+        out += [(w, "next", size, ",".join(f"{a:g}" for a in ALPHAS)) for w in WORLDS]
+        for variant in ("h4", "h4sum"):
+            out += [(w, variant, size, "0.5") for w in WORLDS]
+    return out
+
+
+def sweep(world: str, variant: str, size: str, alphas: str, runs: Path, results: Path
+          ) -> str:
+    out = runs / f"{world}-{variant}-{size}"
+    start = time.time()
+    cmd = [sys.executable, "-m", "probekit", "spectrum", "sweep", "--task", world, "--sizes",
+           size, "--alphas", alphas, "--seeds", str(SEEDS), "--out", str(out), "--threads", "1",
+           "--quiet", *VARIANTS[variant]]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        return f"{out.name}: sweep failed: {done.stderr.strip()[-500:]}"
+    models = sorted(p.parent for p in out.glob("*/spectrum.json"))
+    kept = sum("kept (already evaluated)" in evaluate(m, results, causal=True) for m in models)
+    return (f"{out.name}: {len(models)} models, {len(models) - kept} evaluated now "
+            f"({time.time() - start:.0f}s)")
+
+
+def references(runs: Path, results: Path) -> list[str]:
+    """Evaluate the 64x2 horizon-1 cells (shipped seed 0, seeds 1-2 from train_spectrum.py)."""
+    lines = []
+    for world in WORLDS:
+        for a in ALPHAS:
+            for seed in range(SEEDS):
+                model = folder(world, a, seed, runs)
+                if not (model / "spectrum.json").is_file():
+                    sys.exit(f"{model} is missing: run python scripts/train_spectrum.py "
+                             f"--tasks {world} --seeds {SEEDS} first")
+                lines.append(evaluate(model, results, causal=True))
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
+    ap.add_argument("--runs", type=Path, default=Path("runs/study"))
+    ap.add_argument("--references", type=Path, default=Path("runs/spectrum"),
+                    help="seeds 1-2 of the 64x2 references (scripts/train_spectrum.py --runs)")
+    ap.add_argument("--results", type=Path, default=Path("runs/study/results"))
+    ap.add_argument("--seed-results", type=Path, default=None,
+                    help="a folder of results already made for these models (copied first)")
+    args = ap.parse_args()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    args.results.mkdir(parents=True, exist_ok=True)
+    if args.seed_results:
+        shutil.copytree(args.seed_results, args.results, dirs_exist_ok=True)
+    todo = groups()
+    with cf.ProcessPoolExecutor(args.jobs) as pool:
+        futures = [pool.submit(sweep, *g, args.runs, args.results) for g in todo]
+        futures.append(pool.submit(references, args.references, args.results))
+        for i, f in enumerate(cf.as_completed(futures), 1):
+            r = f.result()
+            print(f"[{i}/{len(futures)}] " + (r if isinstance(r, str) else
+                                               f"references: {len(r)} kept or evaluated"),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
