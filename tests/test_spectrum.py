@@ -89,7 +89,8 @@ def test_ema_update_and_stop_gradient(task):
 
 @pytest.mark.parametrize("kwargs, station", [
     ({"alpha": 0.0}, "ntp"), ({"alpha": 0.0, "horizon": 4}, "multi-token"),
-    ({"alpha": 0.5}, "next-latent"), ({"alpha": 0.5, "horizon": 4, "target": "summary"},
+    ({"alpha": 0.5}, "next-latent"), ({"alpha": 0.5, "horizon": 4}, "multi-token"),
+    ({"alpha": 0.5, "horizon": 4, "target": "summary"},
                                       "future-summary"), ({"alpha": 1.0}, "jepa")])
 def test_stations(kwargs, station):
     assert Objective(**kwargs).station == station

@@ -52,12 +52,16 @@ class Objective:
 
     @property
     def station(self) -> str:
-        """The spectrum family: ntp, multi-token, next-latent, future-summary or jepa."""
-        if self.alpha == 0:
-            return "ntp" if self.horizon == 1 else "multi-token"
+        """The spectrum family: ntp, multi-token (token heads for t+1 … t+k, k > 1, and below
+        a = 1 a latent target at t+k), next-latent, future-summary (the mean latent over
+        t+1 … t+k) or jepa."""
         if self.alpha == 1:
             return "jepa"
-        return "future-summary" if self.target == "summary" else "next-latent"
+        if self.alpha > 0 and self.target == "summary":
+            return "future-summary"
+        if self.horizon > 1:
+            return "multi-token"
+        return "ntp" if self.alpha == 0 else "next-latent"
 
     def momentum(self, step: int, steps: int) -> float:
         """EMA momentum at `step` of `steps`: a cosine rise from ema[0] to ema[1]."""
