@@ -162,6 +162,22 @@ def test_invalid_results_are_rejected_with_a_clear_message(case):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("case", INVALID, ids=list(INVALID))
+def test_the_fast_validator_agrees_with_jsonschema(case):
+    """The compiled validator only short-cuts a valid result; on every edited result it must
+    reach jsonschema's verdict (else an invalid result would pass unseen)."""
+    r = _edit(INVALID[case][0], rehash=True)
+    if r["schema"] not in schema.FILES:
+        pytest.skip("an unknown schema version is refused before any schema check")
+    try:
+        schema._check_finite(r, "r", "")
+    except ResultError:
+        pytest.skip("non-finite numbers are refused before any schema check")
+    reference = jsonschema.Draft202012Validator(schema.schema(r["schema"]))
+    assert schema._fast_validator(r["schema"]).is_valid(r) == reference.is_valid(r)
+    assert schema._fast_validator(r["schema"]).is_valid(example())
+
+
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_non_json_numbers_are_refused_when_parsing(token):
     text = EXAMPLE.read_text().replace('"world_model_score": ', f'"world_model_score": {token}, '

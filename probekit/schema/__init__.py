@@ -137,9 +137,20 @@ def _check_finite(obj: Any, where: str, at: str) -> None:
             _check_finite(v, where, f"{at}[{i}]")
 
 
+@functools.cache
+def _fast_validator(version: str) -> Any:
+    """A compiled (Rust) validator of the same schema: about 100× faster on a valid result. It
+    only answers "valid"; any result it rejects goes through `jsonschema` for the message."""
+    import jsonschema_rs
+
+    return jsonschema_rs.Draft202012Validator(schema(version))
+
+
 def _first_schema_error(result: dict[str, Any], version: str) -> str | None:
     import jsonschema
 
+    if _fast_validator(version).is_valid(result):
+        return None
     error = jsonschema.exceptions.best_match(_validator(version).iter_errors(result))
     if error is None:
         return None
