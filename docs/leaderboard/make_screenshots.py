@@ -2,7 +2,9 @@
 `phone.png` (390 px wide, a phone's viewport emulated), each of the whole page, and
 `superseded.png` (the superseded-results section opened, at 1280 px), built by
 `probekit leaderboard build` from a realistic store (31 ranked models of twelve families and
-one superseded probekit.result/1 result: tests/leaderboard_fixtures.py). Needs headless Chromium
+one superseded probekit.result/1 result: tests/leaderboard_fixtures.py), and `study.png`: the
+page built from the spectrum × scale study (`index.html` here, from `probekit leaderboard build
+--store study --out docs/leaderboard`) at 1280 px on boxes. Needs headless Chromium
 (/usr/bin/chromium). Run from the repository root:
 
     .venv/bin/python docs/leaderboard/make_screenshots.py
@@ -10,6 +12,7 @@ one superseded probekit.result/1 result: tests/leaderboard_fixtures.py). Needs h
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -38,6 +41,14 @@ def main(out: Path = Path(__file__).resolve().parent) -> list[Path]:
             browser.open(tmp / "site" / "index.html", 1280, 800)
             browser.evaluate("document.getElementById('superseded').open = true")
             written.append(browser.screenshot(out / "superseded.png", "#superseded"))
+            if (out / "index.html").is_file():  # the study's page (the browser reads tmp only)
+                (tmp / "study").mkdir()
+                shutil.copy(out / "index.html", tmp / "study" / "index.html")
+                browser.open(tmp / "study" / "index.html", 1280, 800, fragment="#task=boxes@v3")
+                errors = browser.evaluate("window.__errors")
+                if errors:
+                    raise SystemExit(f"the study page reported errors: {errors}")
+                written.append(browser.screenshot(out / "study.png"))
     return written
 
 

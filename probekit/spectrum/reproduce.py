@@ -73,7 +73,11 @@ def rescore(folder: str | Path, result: str | Path, include: Iterable[str | Path
     import probekit
 
     stored = json.loads(Path(result).read_text(encoding="utf-8"))
-    report = probekit.evaluate(str(folder), [stored["task"]["name"]], device="cpu",
+    folder = Path(folder)
+    # a shipped reference is evaluated by its name, as users do (its id is probekit/<name>)
+    model = folder.name if folder.resolve().parent == checkpoint.SHIPPED.resolve() \
+        else str(folder)
+    report = probekit.evaluate(model, [stored["task"]["name"]], device="cpu",
                                progress=False, include=list(include))
     fresh = json.loads(json.dumps(report.results[0]))
     return [f"{k} differs" + _first_difference(stored.get(k), fresh.get(k))
