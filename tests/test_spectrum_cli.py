@@ -190,10 +190,14 @@ def test_report_fits_a_and_size_and_says_which_explains_more(tmp_path, capsys):
     assert dec["runs"] == 27 and dec["sizes"] == 3 and dec["explains"] == "a"
     assert dec["a_lo"] > 0 and dec["log2_params_lo"] < 0 < dec["log2_params_hi"]
     assert dec["r2_from_a"] > 0.5 > dec["r2_from_size"] + 0.4
+    below = regress(rows, below_one=True).filter(pl.col("score") == "decodability")
+    assert below["runs"][0] == 18  # a = 0 and 0.5 at three sizes, three seeds
     assert main(["spectrum", "report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "score ~ a + log2(params)" in out and "| boxes | decodability | 27 | 3 |" in out
-    assert (tmp_path / "spectrum-regression.csv").is_file()
+    assert "without the JEPA end (a < 1 only)" in out
+    fits = pl.read_csv(tmp_path / "spectrum-regression.csv")
+    assert set(fits["a_range"]) == {"0-1", "below 1"}
 
 
 def test_cli_report_without_spectrum_results(tmp_path, capsys):

@@ -97,7 +97,7 @@ def model_sizes(table: pl.DataFrame) -> dict[tuple[str, str, int], int]:
     """(task, family, parameter count) → model size, per task: the main line's counts are
     grouped by `sizes`; a variant (multi-token, future summary) carries extra heads, so its
     counts are grouped among themselves and its k-th size named after the main line's k-th when
-    both have as many sizes (the same backbones), else after its own counts."""
+    both have as many sizes (the same backbones), else after the nearest main-line size."""
     out: dict[tuple[str, str, int], int] = {}
     for (task,), g in table.group_by("task", maintain_order=True):
         main = g.filter(pl.col("family").is_in(MAIN_LINE))
@@ -106,7 +106,11 @@ def model_sizes(table: pl.DataFrame) -> dict[tuple[str, str, int], int]:
             own = main_sizes if family in MAIN_LINE else sizes(f["n_params"])
             ranks = sorted(set(own.values()))
             line = sorted(set(main_sizes.values()))
-            rename = dict(zip(ranks, line)) if len(ranks) == len(line) else {}
+            if len(ranks) == len(line):
+                rename = dict(zip(ranks, line))
+            else:  # fewer sizes run (a partial grid): the nearest backbone, in log parameters
+                rename = {r: min(line, key=lambda m: abs(np.log(m / r))) for r in ranks} \
+                    if line else {}
             out.update({(task, family, n): rename.get(v, v) for n, v in own.items()
                         if n in set(f["n_params"].to_list())})
     return out
@@ -150,15 +154,19 @@ def summarise(rows: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(out, infer_schema_length=None).sort("task", "size", "alpha", "family")
 
 
-def regress(rows: pl.DataFrame) -> pl.DataFrame | None:
+def regress(rows: pl.DataFrame, below_one: bool = False) -> pl.DataFrame | None:
     """Per task and score, OLS over seeds of score ~ a + s + a·s, s = log2(model size) (see
     `sizes`) centred on the task's mean: each coefficient with its 95% t interval, R², and how
     much R² is lost without a (its main effect and the interaction) and without s (likewise);
     `explains` names the larger ("neither" when neither adds 5% of the variance, or the score
-    is constant). None when the results hold one size only (nothing separates a from size)."""
+    is constant). None when the results hold one size only (nothing separates a from size).
+    `below_one` leaves the JEPA end (a = 1) out: a straight line in a cannot tell a slope along
+    the spectrum from a step at its end."""
     from probekit.intervals import ols
 
     main = rows.filter(pl.col("family").is_in(MAIN_LINE))
+    if below_one:
+        main = main.filter(pl.col("alpha") < 1)
     if main["size"].n_unique() < 2:
         return None
     out = []
@@ -227,7 +235,7 @@ def _interval(g: pl.DataFrame, score: str) -> tuple[float | None, float | None, 
 
 def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
     """One row per task, one column per score, against a: each model size (colour, light to
-    dark by parameters) as its mean with its interval, the seeds as dots, the random-init twin
+    dark blue by parameters) as its mean with its interval, the seeds as dots, the random-init twin
     (decodability, VoE) and the random-subspace control (causal gain) dotted in the size's
     colour; the horizon and summary variants (at their a) as hollow markers beside the line.
     The VoE panel reads each model's headline surprise: token surprisal where the model has a
@@ -244,7 +252,7 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
     for row, task in zip(axes, tasks):
         g = summary.filter(pl.col("task") == task)
         own = sorted(g["size"].unique().to_list())
-        shades = plt.cm.viridis(np.linspace(0.8, 0.1, len(own))) if len(own) > 1 else ["C0"]
+        shades = plt.cm.Blues(np.linspace(0.45, 0.95, len(own))) if len(own) > 1 else ["C0"]
         for (size,), line in g.group_by("size", maintain_order=True):
             c = shades[own.index(size)]
             main = line.filter(pl.col("family").is_in(MAIN_LINE))
@@ -337,10 +345,17 @@ def report(results: str | Path, png: str | Path) -> tuple[pl.DataFrame, list[Pat
     fits = regress(rows)
     text = markdown(summary)
     if fits is not None:
+        below = regress(rows, below_one=True)
+        both = pl.concat([fits.with_columns(a_range=pl.lit("0-1"))]
+                         + ([below.with_columns(a_range=pl.lit("below 1"))]
+                            if below is not None else []), how="diagonal_relaxed")
         with atomic_path(png.with_name(png.stem + "-regression.csv")) as tmp:
-            fits.write_csv(tmp)
+            both.write_csv(tmp)
         paths.append(png.with_name(png.stem + "-regression.csv"))
         text += "\nscore ~ a + log2(params) + a × log2(params), per task (95% t intervals):\n\n" \
             + regression_markdown(fits)
+        if below is not None:
+            text += "\nThe same fit without the JEPA end (a < 1 only):\n\n" \
+                + regression_markdown(below)
     paths.append(write_text(png.with_suffix(".md"), text))
     return summary, paths
