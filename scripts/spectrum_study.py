@@ -69,9 +69,14 @@ def sweep(world: str, variant: str, size: str, alphas: str, runs: Path, results:
     if done.returncode:
         return f"{out.name}: sweep failed: {done.stderr.strip()[-500:]}"
     models = sorted(p.parent for p in out.glob("*/spectrum.json"))
-    kept = sum("kept (already evaluated)" in evaluate(m, results, causal=True) for m in models)
-    return (f"{out.name}: {len(models)} models, {len(models) - kept} evaluated now "
-            f"({time.time() - start:.0f}s)")
+    kept, failed = 0, []
+    for m in models:  # one model's failure is reported, and the others still run
+        try:
+            kept += "kept (already evaluated)" in evaluate(m, results, causal=True)
+        except Exception as e:  # noqa: BLE001
+            failed.append(f"{m.name}: {type(e).__name__}: {e}")
+    return (f"{out.name}: {len(models)} models, {len(models) - kept - len(failed)} evaluated "
+            f"now ({time.time() - start:.0f}s)" + "".join(f"\n  FAILED {f}" for f in failed))
 
 
 def references(runs: Path, results: Path) -> list[str]:
@@ -88,6 +93,26 @@ def references(runs: Path, results: Path) -> list[str]:
     return lines
 
 
+def training_table(runs: Path, references: Path) -> list[dict]:
+    """One row per model of the grid: its cell and the training seconds its spectrum.json
+    records (on one core)."""
+    from probekit.adapters.base import n_params
+    from probekit.spectrum import checkpoint
+
+    folders = sorted(p.parent for p in runs.glob("*/*/spectrum.json"))
+    folders += [folder(w, a, s, references) for w in WORLDS for a in ALPHAS for s in range(SEEDS)]
+    rows = []
+    for f in folders:
+        model, meta = checkpoint.load(f)
+        c = model.config
+        rows.append({"model": f.name, "task": meta.task, "alpha": meta.alpha,
+                     "family": meta.family, "horizon": meta.horizon, "target": meta.target,
+                     "size": f"{c.d_model}x{c.n_layers}", "params": n_params(model),
+                     "seed": meta.seed, "steps": meta.steps,
+                     "train_seconds": meta.train_seconds})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
@@ -95,6 +120,9 @@ def main() -> None:
     ap.add_argument("--references", type=Path, default=Path("runs/spectrum"),
                     help="seeds 1-2 of the 64x2 references (scripts/train_spectrum.py --runs)")
     ap.add_argument("--results", type=Path, default=Path("runs/study/results"))
+    ap.add_argument("--store", type=Path, default=Path("study"),
+                    help="the store every result is filed in at the end (probekit submit), with "
+                         "training.csv: each model's cell and training seconds")
     ap.add_argument("--seed-results", type=Path, default=None,
                     help="a folder of results already made for these models (copied first)")
     args = ap.parse_args()
@@ -111,6 +139,14 @@ def main() -> None:
             print(f"[{i}/{len(futures)}] " + (r if isinstance(r, str) else
                                                f"references: {len(r)} kept or evaluated"),
                   flush=True)
+    subprocess.run([sys.executable, "-m", "probekit", "submit", str(args.results), "--store",
+                    str(args.store)], check=True, stdout=subprocess.DEVNULL)
+    import polars as pl
+
+    table = pl.DataFrame(training_table(args.runs, args.references))
+    table.write_csv(args.store / "training.csv")
+    print(f"filed {table.height} models' results in {args.store}; {args.store}/training.csv: "
+          f"{table['train_seconds'].sum() / 3600:.1f} CPU hours of training")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from probekit import results
 from probekit.cli import main
 from probekit.errors import ResultError
 from probekit.spectrum import checkpoint
-from probekit.spectrum.report import collect, markdown, regress, report, summarise
+from probekit.spectrum.report import collect, markdown, regress, report, sizes, summarise
 from probekit.spectrum.reproduce import _first_difference
 from tests.result_factory import make
 
@@ -198,6 +198,16 @@ def test_report_fits_a_and_size_and_says_which_explains_more(tmp_path, capsys):
     assert "without the JEPA end (a < 1 only)" in out
     fits = pl.read_csv(tmp_path / "spectrum-regression.csv")
     assert set(fits["a_range"]) == {"0-1", "below 1"}
+
+
+def test_sizes_chain_the_counts_of_one_backbone():
+    """The study's boxes counts: heads and predictor move one backbone's count by up to 1.4×
+    (5.2k at a = 1 to 8.1k at 0 < a < 1 on 8x2), the backbones lie ≥ 2.9× apart."""
+    counts = [5216, 7697, 8105, 24096, 28593, 32121, 116673, 120576, 141441]
+    named = sizes(pl.Series(counts))
+    assert len(set(named.values())) == 3
+    assert named[5216] == named[8105] < named[24096] == named[32121] < named[116673] == \
+        named[141441]
 
 
 def test_cli_report_without_spectrum_results(tmp_path, capsys):

@@ -78,13 +78,14 @@ SAME_SIZE = 1.5  # parameter counts within this ratio are one model size
 
 
 def sizes(n_params: pl.Series) -> dict[int, int]:
-    """Each parameter count → its model size: counts within `SAME_SIZE`× of the smallest of a
-    group are one size (a's token heads and latent predictor move the count of one backbone a
-    little), named by the group's geometric mean."""
+    """Each parameter count → its model size: sorted counts each within `SAME_SIZE`× of the
+    one before are one size (a's token heads and latent predictor, and a checkpoint saved
+    without its predictor, move the count of one backbone by up to ~1.4×; the sizes of a sweep
+    lie ≥ 2× apart), named by the group's geometric mean."""
     out: dict[int, int] = {}
     group: list[int] = []
     for n in sorted(set(n_params.to_list())) + [None]:
-        if group and (n is None or n > SAME_SIZE * group[0]):
+        if group and (n is None or n > SAME_SIZE * group[-1]):
             name = int(round(float(np.exp(np.mean(np.log(group))))))
             out.update({g: name for g in group})
             group = []
