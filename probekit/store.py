@@ -109,10 +109,11 @@ def read(paths: Sequence[str | os.PathLike], include: Iterable[str | os.PathLike
     """Load and validate every file (schema, identity, consistency, registered task), failing on
     the first bad one before anything is written anywhere."""
     include = list(include)
-    loaded = []
+    loaded: list[dict[str, Any]] = []
+    tasks: dict[str, Any] = {}
     for path in paths:
         result = load(path)
-        schema.check_task(result, include, allow_unregistered, where=str(path))
+        schema.check_task(result, include, allow_unregistered, where=str(path), loaded=tasks)
         loaded.append(result)
     _check_batch(loaded, [str(p) for p in paths])
     return loaded

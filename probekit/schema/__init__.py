@@ -91,16 +91,20 @@ def validate(result: Any, where: str = "result") -> dict[str, Any]:
 
 
 def check_task(result: dict[str, Any], include: Iterable[str | os.PathLike] = (),
-               allow_unregistered: bool = False, where: str = "result") -> None:
+               allow_unregistered: bool = False, where: str = "result",
+               loaded: dict[str, Any] | None = None) -> None:
     """Compare the result's task with the registered one: version, fingerprint and targets.
 
     A task that is not registered here cannot be checked, so its results are refused unless
-    `allow_unregistered` (the store then still keeps one fingerprint per task version)."""
+    `allow_unregistered` (the store then still keeps one fingerprint per task version).
+    `loaded`: tasks already loaded by name, shared across one batch of results (filled here)."""
     from probekit.tasks import load_task
 
     name, version = result["task"]["name"], result["task"]["version"]
     try:
-        task = load_task(name, include)
+        task = loaded[name] if loaded is not None and name in loaded else load_task(name, include)
+        if loaded is not None:
+            loaded[name] = task
     except UnknownNameError:
         if allow_unregistered:
             return
