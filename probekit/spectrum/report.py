@@ -251,6 +251,7 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     tasks = summary["task"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(len(tasks), len(SCORES), figsize=(3.6 * len(SCORES) + 2.2,
@@ -284,8 +285,7 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
                     marker, dx = markers.get(r["family"], ("x", 0.0))
                     ax.errorbar([r["alpha"] + dx], [r[s]], yerr=[[r[s] - r[f"{s}_lo"]],
                                                                  [r[f"{s}_hi"] - r[s]]],
-                                fmt=marker, color=c, ms=6, capsize=2, mfc="white",
-                                label=f"{r['family']} (a={r['alpha']:g}), {_size(size)}")
+                                fmt=marker, color=c, ms=6, capsize=2, mfc="white")
         for ax, s in zip(row, SCORES):
             ax.axhline(CHANCE.get(s, 0), color="grey", lw=0.6)
             ax.set_ylim(*YLIM[s])
@@ -300,6 +300,10 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
                 if lab not in labels:
                     handles.append(h)
                     labels.append(lab)
+        for family in g.filter(~pl.col("family").is_in(MAIN_LINE))["family"].unique().sort():
+            marker, _ = markers.get(family, ("x", 0.0))
+            handles.append(Line2D([], [], marker=marker, mfc="white", color="grey", ls="none"))
+            labels.append(f"{family} (hollow, its size's colour)")
         row[-1].legend(handles, labels, fontsize=7, loc="center left",
                        bbox_to_anchor=(1.02, 0.5), frameon=False)
     for ax, s in zip(axes[0], SCORES):
