@@ -4,7 +4,8 @@
 `probekit leaderboard build` from a realistic store (31 ranked models of twelve families and
 one superseded probekit.result/1 result: tests/leaderboard_fixtures.py), and `study.png`: the
 page built from the spectrum × scale study (`index.html` here, from `probekit leaderboard build
---store study --out docs/leaderboard`) at 1280 px on boxes. Needs headless Chromium
+--store study --out docs/leaderboard`) at 1280 px on boxes, its first 1500 pixels. Needs
+headless Chromium
 (/usr/bin/chromium). Run from the repository root:
 
     .venv/bin/python docs/leaderboard/make_screenshots.py
@@ -48,7 +49,13 @@ def main(out: Path = Path(__file__).resolve().parent) -> list[Path]:
                 errors = browser.evaluate("window.__errors")
                 if errors:
                     raise SystemExit(f"the study page reported errors: {errors}")
-                written.append(browser.screenshot(out / "study.png"))
+                shot = browser.screenshot(out / "study.png")
+                from PIL import Image  # the page's top: the table's first rows (63 on boxes)
+
+                with Image.open(shot) as im:
+                    top = im.crop((0, 0, im.width, min(im.height, 1500)))
+                top.save(shot)
+                written.append(shot)
     return written
 
 
