@@ -251,7 +251,16 @@ def test_reproduce_retrains_a_cell_bit_for_bit_and_rescores_it(tiny_task_dir, tm
     assert main(["spectrum", "reproduce", str(cell), *inc, "--quiet"]) == 1
     assert "weights differ from the checkpoint's" in capsys.readouterr().err
 
+    tampered["run_id"] = "0" * 16  # a file edited after the run: refused, nothing trained
+    stored.write_text(json.dumps(tampered))
+    assert main(["spectrum", "reproduce", str(cell), "--result", str(stored), *inc]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not match its content" in err and len(err.splitlines()) == 1
+
+    from probekit.record import run_id
+    tampered = json.loads(json.dumps(fresh))
     tampered["task"]["name"] = "othello-4"
+    tampered["run_id"] = run_id(tampered)
     stored.write_text(json.dumps(tampered))
     assert main(["spectrum", "reproduce", str(cell), "--result", str(stored), *inc]) == 2
     err = capsys.readouterr().err.strip()

@@ -233,8 +233,7 @@ def _write_sweep(path: Path, runs: list[dict]) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    import json
-
+    from probekit import store
     from probekit.errors import UserError
     from probekit.spectrum import checkpoint, reproduce
 
@@ -242,13 +241,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise UserError(f"{args.folder} is not a spectrum checkpoint (no {checkpoint.META}); "
                         "give a folder written by probekit spectrum train or sweep")
     _, meta = checkpoint.load(args.folder)
-    if args.result is not None:  # checked before the training, not after
-        try:
-            stored = json.loads(args.result.read_text(encoding="utf-8"))
-            task = stored["task"]["name"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"--result {args.result} is not a readable probekit result "
-                            f"({type(e).__name__}: {e})") from None
+    if args.result is not None:  # read and validated before the training, not after
+        task = store.load(args.result)["task"]["name"]
         if task != meta.task:
             raise UserError(f"--result {args.result} is on task {task}, but {args.folder} "
                             f"was trained on {meta.task}")

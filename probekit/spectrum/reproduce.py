@@ -71,8 +71,9 @@ def rescore(folder: str | Path, result: str | Path, include: Iterable[str | Path
     (what `probekit eval` and the study use; a result made with other settings shows as
     "probe differs") and list every compared field that differs."""
     import probekit
+    from probekit import store
 
-    stored = json.loads(Path(result).read_text(encoding="utf-8"))
+    stored = store.load(result)  # size and nesting bounded, validated
     folder = Path(folder)
     # a shipped reference is evaluated by its name, as users do (its id is probekit/<name>)
     model = folder.name if folder.resolve().parent == checkpoint.SHIPPED.resolve() \
