@@ -178,6 +178,19 @@ def test_the_fast_validator_agrees_with_jsonschema(case):
     assert schema._fast_validator(r["schema"]).is_valid(example())
 
 
+def test_an_integer_beyond_64_bits_is_judged_by_jsonschema():
+    """The compiled validator cannot read it (ValueError); jsonschema judges instead, so the
+    result is accepted or refused in one line, never an unexpected error (found by test_fuzz)."""
+    for where in ("task.n_train", "per_cell.0.n"):
+        r = _edit(_set(where, 10 ** 30))
+        with pytest.raises(ValueError):
+            schema._fast_validator(r["schema"]).is_valid(r)
+        try:
+            schema.validate(r, where="r.json")
+        except ResultError as e:
+            assert str(e).startswith("r.json: ") and "\n" not in str(e)
+
+
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
 def test_non_json_numbers_are_refused_when_parsing(token):
     text = EXAMPLE.read_text().replace('"world_model_score": ', f'"world_model_score": {token}, '

@@ -144,7 +144,8 @@ def _check_finite(obj: Any, where: str, at: str) -> None:
 @functools.cache
 def _fast_validator(version: str) -> Any:
     """A compiled (Rust) validator of the same schema: about 100× faster on a valid result. It
-    only answers "valid"; any result it rejects goes through `jsonschema` for the message."""
+    only answers "valid"; any result it rejects, or cannot read (an integer beyond 64 bits),
+    goes through `jsonschema` for the verdict and the message."""
     import jsonschema_rs
 
     return jsonschema_rs.Draft202012Validator(schema(version))
@@ -153,8 +154,11 @@ def _fast_validator(version: str) -> Any:
 def _first_schema_error(result: dict[str, Any], version: str) -> str | None:
     import jsonschema
 
-    if _fast_validator(version).is_valid(result):
-        return None
+    try:
+        if _fast_validator(version).is_valid(result):
+            return None
+    except (ValueError, OverflowError):  # e.g. an integer beyond 64 bits: jsonschema decides
+        pass
     error = jsonschema.exceptions.best_match(_validator(version).iter_errors(result))
     if error is None:
         return None
