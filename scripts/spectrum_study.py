@@ -96,20 +96,17 @@ def references(runs: Path, results: Path) -> list[str]:
 def training_table(runs: Path, references: Path) -> list[dict]:
     """One row per model of the grid: its cell and the training seconds its spectrum.json
     records (on one core)."""
-    from probekit.adapters.base import n_params
     from probekit.spectrum import checkpoint
 
     folders = sorted(p.parent for p in runs.glob("*/*/spectrum.json"))
     folders += [folder(w, a, s, references) for w in WORLDS for a in ALPHAS for s in range(SEEDS)]
     rows = []
     for f in folders:
-        model, meta = checkpoint.load(f)
-        c = model.config
-        rows.append({"model": f.name, "task": meta.task, "alpha": meta.alpha,
-                     "family": meta.family, "horizon": meta.horizon, "target": meta.target,
-                     "size": f"{c.d_model}x{c.n_layers}", "params": n_params(model),
-                     "seed": meta.seed, "steps": meta.steps,
-                     "train_seconds": meta.train_seconds})
+        r = checkpoint.summary(f)
+        rows.append({"model": r["folder"], **{k: r[k] for k in ("task", "alpha", "family",
+                                                                 "horizon", "target")},
+                     "size": f"{r['d_model']}x{r['blocks']}",
+                     **{k: r[k] for k in ("params", "seed", "steps", "train_seconds")}})
     return rows
 
 

@@ -211,16 +211,9 @@ def _resume(args: argparse.Namespace, alpha: float, seed: int, out: Path) -> str
 
 
 def _run_row(out: Path, status: str) -> dict:
-    from probekit.adapters.base import n_params
     from probekit.spectrum import checkpoint
 
-    model, meta = checkpoint.load(out)
-    return {"folder": out.name, "task": meta.task, "alpha": meta.alpha, "family": meta.family,
-            "horizon": meta.horizon, "target": meta.target,
-            "d_model": model.config.d_model, "blocks": model.config.n_layers,
-            "params": n_params(model), "seed": meta.seed, "steps": meta.steps,
-            "train_seconds": meta.train_seconds, "collapsed": bool(meta.collapse["collapsed"]),
-            "status": status.split(" ")[0]}
+    return {**checkpoint.summary(out), "status": status.split(" ")[0]}
 
 
 def _write_sweep(path: Path, runs: list[dict]) -> None:

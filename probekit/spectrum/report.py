@@ -107,6 +107,7 @@ def model_sizes(table: pl.DataFrame) -> dict[tuple[str, str, int], int]:
         main = g.filter(pl.col("family").is_in(MAIN_LINE))
         main_sizes = sizes(main["n_params"]) if main.height else {}
         for (family,), f in g.group_by("family", maintain_order=True):
+            counts = set(f["n_params"].to_list())
             own = main_sizes if family in MAIN_LINE else sizes(f["n_params"])
             ranks = sorted(set(own.values()))
             line = sorted(set(main_sizes.values()))
@@ -116,7 +117,7 @@ def model_sizes(table: pl.DataFrame) -> dict[tuple[str, str, int], int]:
                 rename = {r: min(line, key=lambda m: abs(np.log(m / r))) for r in ranks} \
                     if line else {}
             out.update({(task, family, n): rename.get(v, v) for n, v in own.items()
-                        if n in set(f["n_params"].to_list())})
+                        if n in counts})
     return out
 
 

@@ -2,9 +2,9 @@
 
 `retrain` reads the folder's `spectrum.json` (objective, seed, steps, data) and `config.json`
 (the architecture), trains the same run again and compares every weight bit for bit. `rescore`
-evaluates the checkpoint again with the spec a stored result records and compares the result's
-scores, per-layer and per-cell tables exactly. Both return the differences found (empty: the
-run reproduces).
+evaluates the checkpoint again with the default settings (what `probekit eval` and the study
+use) and compares a stored result's identity, spec, scores and tables exactly. Both return the
+differences found (empty: the run reproduces).
 """
 
 from __future__ import annotations
