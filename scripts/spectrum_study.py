@@ -96,13 +96,13 @@ def references(runs: Path, results: Path) -> list[str]:
 def training_table(runs: Path, references: Path) -> list[dict]:
     """One row per model of the grid: its cell and the training seconds its spectrum.json
     records (on one core)."""
-    from probekit.spectrum import checkpoint
+    from probekit.cli.spectrum import run_facts
 
     folders = sorted(p.parent for p in runs.glob("*/*/spectrum.json"))
     folders += [folder(w, a, s, references) for w in WORLDS for a in ALPHAS for s in range(SEEDS)]
     rows = []
     for f in folders:
-        r = checkpoint.summary(f)
+        r = run_facts(f)
         rows.append({"model": r["folder"], **{k: r[k] for k in ("task", "alpha", "family",
                                                                  "horizon", "target")},
                      "size": f"{r['d_model']}x{r['blocks']}",

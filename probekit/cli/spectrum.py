@@ -210,10 +210,23 @@ def _resume(args: argparse.Namespace, alpha: float, seed: int, out: Path) -> str
     return "kept (already trained, verified)"
 
 
-def _run_row(out: Path, status: str) -> dict:
+def run_facts(folder: Path) -> dict:
+    """One row of facts about the spectrum run in `folder` (loaded, so checked): task, a,
+    family, horizon, target, width, blocks, parameters, seed, steps, training seconds,
+    collapsed (sweep.csv's columns; scripts/spectrum_study.py's training table)."""
+    from probekit.adapters.base import n_params
     from probekit.spectrum import checkpoint
 
-    return {**checkpoint.summary(out), "status": status.split(" ")[0]}
+    model, meta = checkpoint.load(folder)
+    return {"folder": folder.name, "task": meta.task, "alpha": meta.alpha,
+            "family": meta.family, "horizon": meta.horizon, "target": meta.target,
+            "d_model": model.config.d_model, "blocks": model.config.n_layers,
+            "params": n_params(model), "seed": meta.seed, "steps": meta.steps,
+            "train_seconds": meta.train_seconds, "collapsed": bool(meta.collapse["collapsed"])}
+
+
+def _run_row(out: Path, status: str) -> dict:
+    return {**run_facts(out), "status": status.split(" ")[0]}
 
 
 def _write_sweep(path: Path, runs: list[dict]) -> None:

@@ -83,19 +83,6 @@ def is_checkpoint(folder: str | Path) -> bool:
     return isinstance(raw, dict) and raw.get("model_type") == MODEL_TYPE
 
 
-def summary(folder: str | Path) -> dict[str, Any]:
-    """One row of facts about the run in `folder` (loaded, so checked): task, a, family,
-    horizon, target, width, blocks, parameters, seed, steps, training seconds, collapsed."""
-    from probekit.adapters.base import n_params
-
-    model, meta = load(folder)
-    return {"folder": Path(folder).name, "task": meta.task, "alpha": meta.alpha,
-            "family": meta.family, "horizon": meta.horizon, "target": meta.target,
-            "d_model": model.config.d_model, "blocks": model.config.n_layers,
-            "params": n_params(model), "seed": meta.seed, "steps": meta.steps,
-            "train_seconds": meta.train_seconds, "collapsed": bool(meta.collapse["collapsed"])}
-
-
 def shipped() -> list[str]:
     """Names of the spectrum checkpoints that ship inside the package."""
     if not SHIPPED.is_dir():
