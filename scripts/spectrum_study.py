@@ -4,8 +4,8 @@
 
 The grid, per world (boxes, gridworld-5x5, othello-4), three seeds each:
 
-- a ∈ {0, 0.25, 0.5, 0.75, 1} (horizon 1, next-latent target) at three sizes, 8x2, 24x2 and
-  64x2 (width x blocks, MLP twice the width). The 64x2 cells are the shipped references
+- a ∈ {0, 0.25, 0.5, 0.75, 1} (horizon 1, next-latent target) at four sizes (width x blocks,
+  MLP twice the width): 8x2, 24x2 and 64x2 along width, and 24x4 along depth. The 64x2 cells are the shipped references
   (seed 0) and `scripts/train_spectrum.py --seeds 3` (seeds 1-2 in runs/spectrum): the same
   settings, so they are not trained again here;
 - at a = 0.5 and every size, two variants: multi-token prediction (horizon 4: token heads for
@@ -39,7 +39,7 @@ from train_spectrum import evaluate, folder  # noqa: E402
 
 WORLDS = ("boxes", "gridworld-5x5", "othello-4")
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
-SIZES = ("8x2", "24x2", "64x2")
+SIZES = ("8x2", "24x2", "24x4", "64x2")
 REFERENCE_SIZE = "64x2"  # trained by scripts/train_spectrum.py
 VARIANTS = {"next": [], "h4": ["--horizon", "4"],
             "h4sum": ["--horizon", "4", "--target", "summary"]}
@@ -51,7 +51,7 @@ def groups() -> list[tuple[str, str, str, str]]:
     out = []
     for variant in ("h4", "h4sum"):
         out += [(w, variant, REFERENCE_SIZE, "0.5") for w in WORLDS]
-    for size in ("24x2", "8x2"):
+    for size in ("24x4", "24x2", "8x2"):
         out += [(w, "next", size, ",".join(f"{a:g}" for a in ALPHAS)) for w in WORLDS]
         for variant in ("h4", "h4sum"):
             out += [(w, variant, size, "0.5") for w in WORLDS]

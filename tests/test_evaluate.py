@@ -24,6 +24,7 @@ def test_result_record(report, tiny_task_dir):
     (r,) = report.results
     assert r["schema"] == SCHEMA and r["run_id"] == run_id(r)
     assert r["model"]["adapter"] == "hf" and r["model"]["n_params"] > 0
+    assert (r["model"]["width"], r["model"]["depth"]) == (32, 2)  # GPT-2's n_embd, n_layer
     assert r["task"]["n_train"] == 240 and r["task"]["n_test"] == 80
     assert r["task"]["fingerprint"] == probekit.load_task("boxes-tiny", [tiny_task_dir]).fingerprint
     d = r["scores"]["decodability"]

@@ -51,6 +51,18 @@ def test_causality_may_be_null_with_its_reason_and_spectrum_unknown():
         schema.validate(r)
 
 
+def test_model_width_and_depth_are_optional():
+    """Results filed before the model's shape was recorded still validate; a shape validates."""
+    r = make(gain=0.2)
+    for key in ("width", "depth"):
+        r["model"].pop(key, None)
+    schema.validate(r)
+    r["model"].update(width=64, depth=2)
+    schema.validate(r)
+    r["model"].update(width=None, depth=None)
+    schema.validate(r)
+
+
 def _edit(change, resummarise=False, rehash=True):
     r = example()
     change(r)
@@ -147,6 +159,8 @@ INVALID = {
                                       r["scores"].update(causality=None, world_model_score=None),
                                       "verdict is 'decodable-not-causal' but its blocks give None"),
     "IIA above 1": (_set("per_cell.0.iia", 1.5), "per_cell[0].iia: 1.5 is greater"),
+    "width of zero": (_set("model.width", 0), "model.width: 0 is less than the minimum of 1"),
+    "depth not an integer": (_set("model.depth", 2.5), "model.depth: 2.5 is not of type"),
     "model escaping the store": (_set("model.id", "../../x"), "cannot be used as a file name"),
 }
 

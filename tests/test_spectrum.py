@@ -156,6 +156,9 @@ def test_load_model_resolves_a_spectrum_folder(saved, task):
     assert adapter.layers() == ["embed", "block.0", "block.1"]
     twin, again = adapter.random_init(3), adapter.random_init(3)
     assert twin.identity.sha256 == again.identity.sha256 != adapter.identity.sha256
+    shape = (adapter.model.config.d_model, adapter.model.config.n_layers)
+    assert (adapter.identity.width, adapter.identity.depth) == shape
+    assert (twin.identity.width, twin.identity.depth) == shape
     assert twin.model.config == adapter.model.config
 
 

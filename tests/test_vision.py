@@ -60,6 +60,10 @@ def test_vjepa2_reads_a_step_as_the_mean_of_its_tokens_and_patches_all_of_them(f
     a = load_model(str(folders["vjepa2"]), device="cpu")
     assert isinstance(a, VJEPA2Adapter) and a.layers() == ["embed", "block.0", "block.1"]
     assert a.identity.adapter == "vision" and a.identity.architecture == "vjepa2"
+    config = a.model.config
+    assert (a.identity.width, a.identity.depth) == (config.hidden_size, config.num_hidden_layers)
+    assert (a.random_init(1).identity.width, a.random_init(1).identity.depth) == \
+        (a.identity.width, a.identity.depth)
     b = a.batch(rows(3))
     K = a.step_width(b)  # one tubelet (2 frames) per step, 4 × 4 patches
     assert K == 16 and b.inputs["patches"].shape == (3, S * K, 2 * 3 * 16 * 16)

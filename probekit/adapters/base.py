@@ -31,6 +31,8 @@ class ModelIdentity:
     family: str | None = None  # spectrum family (e.g. "ntp", "jepa"), when known
     alpha: float | None = None  # spectrum mixing coefficient, when known
     architecture: str | None = None  # e.g. the config's model_type ("gpt2"), when known
+    width: int | None = None  # size of a block's latent (d_model, hidden_size), when known
+    depth: int | None = None  # number of blocks (transformer layers), when known
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

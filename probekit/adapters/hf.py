@@ -316,7 +316,16 @@ def checkpoint_identity(name: str, model: nn.Module, config: Any, revision: str 
                          n_params=n_params(model), dtype=str(model.dtype).split(".")[-1],
                          family=getattr(config, "probekit_family", None),
                          alpha=getattr(config, "probekit_alpha", None),
-                         architecture=getattr(config, "model_type", None))
+                         architecture=getattr(config, "model_type", None),
+                         width=_config_int(config, "hidden_size"),
+                         depth=_config_int(config, "num_hidden_layers"))
+
+
+def _config_int(config: Any, name: str) -> int | None:
+    """A positive integer the config holds under `name` (transformers maps each model's own
+    names, e.g. GPT-2's n_embd and n_layer, onto hidden_size and num_hidden_layers), else None."""
+    v = getattr(config, name, None)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
 
 
 class HFAdapter(Adapter):
@@ -464,7 +473,8 @@ class HFAdapter(Adapter):
                                  sha256=state_sha256(model), adapter=ident.adapter,
                                  n_params=ident.n_params, dtype=ident.dtype,
                                  family=ident.family, alpha=ident.alpha,
-                                 architecture=ident.architecture)
+                                 architecture=ident.architecture, width=ident.width,
+                                 depth=ident.depth)
         return HFAdapter(model, self.tokenizer, identity, device=self.device,
                          max_length=self.max_length, truncate=self.truncate)
 

@@ -55,6 +55,7 @@ class ModuleAdapter(Adapter):
                  inputs: str = "tokens", *, model_id: str | None = None,
                  revision: str | None = None, token_head: bool = False,
                  family: str | None = None, alpha: float | None = None,
+                 width: int | None = None, depth: int | None = None,
                  init: Callable[[nn.Module], None] | None = None,
                  head: nn.Module | str | None = None, head_layer: str | None = None,
                  predict: Callable[[nn.Module, torch.Tensor],
@@ -88,7 +89,7 @@ class ModuleAdapter(Adapter):
             id=model_id or f"module/{type(module).__name__}", revision=revision or sha[:12],
             sha256=sha, adapter=self.ADAPTER, n_params=n_params(module),
             dtype=str(dtype).split(".")[-1], family=family, alpha=alpha,
-            architecture=type(module).__name__)
+            architecture=type(module).__name__, width=width, depth=depth)
 
     def layers(self) -> list[str]:
         return list(self.paths)
@@ -136,7 +137,8 @@ class ModuleAdapter(Adapter):
         ident = self.identity
         return type(self)(twin, self.paths, self.inputs, model_id=f"{ident.id}@random-init",
                           revision=f"seed{seed}", token_head=self.has_token_head,
-                          family=ident.family, alpha=ident.alpha, init=self.init,
+                          family=ident.family, alpha=ident.alpha, width=ident.width,
+                          depth=ident.depth, init=self.init,
                           head=self.head_path, head_layer=self.head_layer,
                           predict=self.predict, device=self.device)
 

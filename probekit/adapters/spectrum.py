@@ -38,6 +38,7 @@ class SpectrumAdapter(ModuleAdapter):
         return cls(model, model.layer_names(), inputs,
                    model_id=model_id or f"local/{folder.name}", revision=sha[:12],
                    token_head=model.has_token_head, family=meta.family, alpha=meta.alpha,
+                   width=model.config.d_model, depth=model.config.n_layers,
                    head="heads.0" if model.has_token_head else None,
                    head_layer=last if model.has_token_head else None,
                    predict=predict_next if model.config.predictor else None, device=device)

@@ -241,7 +241,8 @@ class VisionAdapter(Adapter):
         identity = ModelIdentity(id=f"{ident.id}@random-init", revision=f"seed{seed}",
                                  sha256=state_sha256(model), adapter=ident.adapter,
                                  n_params=ident.n_params, dtype=ident.dtype,
-                                 architecture=ident.architecture)
+                                 architecture=ident.architecture, width=ident.width,
+                                 depth=ident.depth)
         return type(self)(model, identity, mean=tuple(self.mean.tolist()),
                           std=tuple(self.std.tolist()), device=self.device)
 
