@@ -5,9 +5,9 @@
 The grid, per world (boxes, gridworld-5x5, othello-4), three seeds each:
 
 - a ∈ {0, 0.25, 0.5, 0.75, 1} (horizon 1, next-latent target) at four sizes (width x blocks,
-  MLP twice the width): 8x2, 24x2 and 64x2 along width, and 24x4 along depth. The 64x2 cells are the shipped references
-  (seed 0) and `scripts/train_spectrum.py --seeds 3` (seeds 1-2 in runs/spectrum): the same
-  settings, so they are not trained again here;
+  MLP twice the width): 8x2, 24x2 and 64x2 along width, and 24x4 along depth. The 64x2 cells
+  are the shipped references (seed 0) and `scripts/train_spectrum.py --seeds 3` (seeds 1-2 in
+  runs/spectrum): the same settings, so they are not trained again here;
 - at a = 0.5 and every size, two variants: multi-token prediction (horizon 4: token heads for
   t+1 … t+4, latent target at t+4) and the future summary (horizon 4, the mean latent over
   t+1 … t+4).
