@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 import torch
@@ -45,7 +47,8 @@ def test_sweep_trains_each_alpha_and_seed_once(tiny_task_dir, tmp_path, capsys):
     assert out.count("kept (already trained, verified)") == 4 and "0 trained now" in out
     runs = pl.read_csv(tmp_path / "sweep.csv")
     assert runs.height == 4 and (runs["train_seconds"] > 0).all()
-    assert set(runs["status"]) == {"kept"}
+    assert set(runs["status"]) == {"kept"} and set(runs["device"]) == {"cpu"}
+    assert "CPU hours of training in all" in out
 
 
 def test_sweep_resumes_sizes_and_refuses_a_folder_of_another_run(tiny_task_dir, tmp_path, capsys):
@@ -90,6 +93,32 @@ def test_bad_train_input_is_one_line(tmp_path, capsys, extra, match):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert match in err and len(err.splitlines()) == 1 and not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_sweep_on_an_absent_gpu_is_refused_before_the_first_run(tmp_path, capsys):
+    code = main(["spectrum", "sweep", "--task", "boxes", "--alphas", "0,1", "--device", "cuda",
+                 "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "device 'cuda' is not available here" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "s").exists()
+
+
+def test_a_checkpoint_trained_on_a_gpu_is_reproduced_where_one_is(tiny_task_dir, tmp_path,
+                                                                 capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    inc = ["--include-path", str(tiny_task_dir)]
+    assert main(["spectrum", "train", "--task", "boxes-tiny", *inc, "--alpha", "0.5", "--steps",
+                 "2", "--out", str(tmp_path / "m"), "--quiet", *SMALL]) == 0
+    meta = json.loads((tmp_path / "m" / "spectrum.json").read_text())
+    assert meta["device"] == "cpu"
+    meta["device"] = "cuda"
+    (tmp_path / "m" / "spectrum.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["spectrum", "reproduce", str(tmp_path / "m"), *inc, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "was trained on cuda, and this machine has none" in err and len(err.splitlines()) == 1
 
 
 def test_bad_sweep_alphas(tmp_path, capsys):
@@ -153,7 +182,7 @@ def test_report_with_one_seed_uses_the_bootstrap_interval_and_null_causality(tmp
     assert summary["decodability_lo"].to_list() == rows["decodability_lo"].to_list()
     assert [p.name for p in paths] == ["spectrum.png", "spectrum.csv", "spectrum.md"]
     assert paths[0].read_bytes()[:4] == b"\x89PNG"
-    assert "| boxes | 0.5 | next-latent | 237k | 1 |" in markdown(summary)
+    assert "| boxes | 0.5 | next-latent | 237k | 64 × 4 | 1 |" in markdown(summary)
     assert regress(rows) is None  # one size: nothing separates a from size
     assert pl.read_csv(paths[1]).height == 6
 
@@ -162,7 +191,8 @@ def test_cli_report(tmp_path, capsys):
     _results(tmp_path, seeds=(0, 1))
     assert main(["spectrum", "report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| othello-4 | 1 | jepa | 237k | 2 |" in out and (tmp_path / "spectrum.png").is_file()
+    assert "| othello-4 | 1 | jepa | 237k | 64 × 4 | 2 |" in out
+    assert (tmp_path / "spectrum.png").is_file()
     assert "one model size: nothing separates a from size" in out
 
 
@@ -175,12 +205,13 @@ def test_report_fits_a_and_size_and_says_which_explains_more(tmp_path, capsys):
                 r = make(model=f"probekit/spectrum-boxes-a{a:g}-{size}-s{seed}", family=family,
                          alpha=a, quality=0.4 + 0.4 * a + 0.03 * seed)
                 r["task"]["name"] = "boxes"
-                r["model"]["n_params"] = size
+                r["model"].update(n_params=size, width=size // 5000, depth=2)
                 results.save(r, tmp_path)
     for size in (20_000, 80_000, 320_000):  # extra heads: 2.2× the backbone's count at 20k
         r = make(model=f"probekit/spectrum-boxes-a0.5-h4-{size}", family="multi-token",
                  alpha=0.5, quality=0.6)
-        r["task"]["name"], r["model"]["n_params"] = "boxes", size + 24_000
+        r["task"]["name"] = "boxes"
+        r["model"].update(n_params=size + 24_000, width=size // 5000, depth=2)
         results.save(r, tmp_path)
     rows = collect(tmp_path)
     variant = rows.filter(pl.col("family") == "multi-token")
@@ -265,3 +296,43 @@ def test_reproduce_retrains_a_cell_bit_for_bit_and_rescores_it(tiny_task_dir, tm
     assert main(["spectrum", "reproduce", str(cell), "--result", str(stored), *inc]) == 2
     err = capsys.readouterr().err.strip()
     assert "is on task othello-4" in err and len(err.splitlines()) == 1
+
+
+def _sized(folder, task, shape, n_params, family="next-latent", alpha=0.5, seed=0,
+           known=True):
+    width, depth = shape
+    r = make(model=f"local/{task}-a{alpha:g}-{family}-d{width}x{depth}-s{seed}", family=family,
+             alpha=alpha, quality=0.5)
+    r["task"]["name"] = task
+    r["model"].update(n_params=n_params, width=width if known else None,
+                      depth=depth if known else None)
+    results.save(r, folder)
+
+
+def test_sizes_are_backbones_where_results_record_them(tmp_path):
+    """The study's boxes counts of 16x4 (17.7k-23.2k) and 24x2 (24.1k-28.6k) lie within 1.5×:
+    by parameters they would be one size; by recorded backbone they are two, and a variant's
+    heads (52.7k on 24x2) keep it on its backbone."""
+    for (shape, counts) in (((16, 4), (17_700, 23_200)), ((24, 2), (24_100, 28_600))):
+        for seed, (family, alpha, n) in enumerate((("jepa", 1.0, counts[0]),
+                                                   ("next-latent", 0.5, counts[1]))):
+            _sized(tmp_path, "boxes", shape, n, family, alpha, seed)
+    _sized(tmp_path, "boxes", (24, 2), 52_668, "multi-token")
+    rows = collect(tmp_path)
+    by_shape = dict(rows.select("shape", "size").unique().iter_rows())
+    assert by_shape == {"16x4": 20_264, "24x2": 26_254}  # geometric means of the main line
+    assert rows.filter(pl.col("family") == "multi-token")["size"].to_list() == [26_254]
+    summary = summarise(rows)
+    assert summary.filter(pl.col("family") == "multi-token")["shape"].to_list() == ["24x2"]
+    assert "| boxes | 0.5 | multi-token | 26k | 24 × 2 | 1 |" in markdown(summary)
+
+
+def test_a_task_without_recorded_backbones_falls_back_to_parameter_chains(tmp_path):
+    """Results filed before the shape was recorded: sizes by parameter count, no shape."""
+    for shape, n in (((16, 4), 17_700), ((24, 2), 24_100), ((64, 2), 120_000)):
+        _sized(tmp_path, "boxes", shape, n, known=False)
+    _sized(tmp_path, "othello-4", (8, 2), 2_000)  # another task, with its shape
+    rows = collect(tmp_path)
+    boxes = rows.filter(pl.col("task") == "boxes")
+    assert boxes["shape"].null_count() == 3 and boxes["size"].n_unique() == 2
+    assert rows.filter(pl.col("task") == "othello-4")["shape"].to_list() == ["8x2"]

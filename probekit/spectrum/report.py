@@ -4,7 +4,9 @@ accuracy) against a, per task and model size.
 Reads `probekit.result/2` files of spectrum models (any results folder: `probekit eval --out`),
 averages seeds at each (task, a, family, size) with a 95% t-interval over seeds — or, for a
 single seed, the result's own bootstrap interval — and writes a PNG and the table (CSV and
-Markdown). Where the results span two sizes or more, `regress` fits, per task and score,
+Markdown). A size is a backbone, width × blocks, where the results record it (`model.width`,
+`model.depth`), named by its parameter count; else a chain of close parameter counts
+(`sizes`). Where the results span two sizes or more, `regress` fits, per task and score,
 score ~ a + log2(parameters) + a × log2(parameters) over the seeds of the main line (ntp,
 next-latent, jepa) and says whether a or the size explains more of the variance.
 """
@@ -71,10 +73,32 @@ def collect(folder: str | Path) -> pl.DataFrame:
         raise ResultError(f"no {SCHEMA} results of spectrum models (with an alpha) under "
                           f"{str(folder)!r}; run probekit eval on spectrum checkpoints first")
     table = pl.DataFrame(rows, infer_schema_length=None).sort("task", "alpha", "model")
-    names = model_sizes(table)
-    return table.with_columns(size=pl.Series(
-        [names[(t, f, n)] for t, f, n in table.select("task", "family", "n_params").iter_rows()],
-        dtype=pl.Int64))
+    return pl.concat([_named(g) for _, g in table.group_by("task", maintain_order=True)],
+                     how="vertical_relaxed")
+
+
+def _named(task: pl.DataFrame) -> pl.DataFrame:
+    """One task's rows with their `size` (a parameter count) and `shape` ("24x2", or null).
+
+    Where every result records its backbone, a size is one backbone: two sizes may then lie
+    close in parameters (a deep narrow model beside a shallow wide one) and still stay apart,
+    and a variant's extra heads never move it off its backbone. Its name is the geometric mean
+    of the main line's counts on it (the variant's own where the main line did not run it)."""
+    if task["width"].null_count() or task["depth"].null_count():
+        names = model_sizes(task)
+        return task.with_columns(
+            size=pl.Series([names[(t, f, n)] for t, f, n in
+                            task.select("task", "family", "n_params").iter_rows()],
+                           dtype=pl.Int64),
+            shape=pl.lit(None, dtype=pl.String))
+    task = task.with_columns(shape=pl.format("{}x{}", "width", "depth"))
+    named = {}
+    for (shape,), g in task.group_by("shape"):
+        main = g.filter(pl.col("family").is_in(MAIN_LINE))
+        counts = (main if main.height else g)["n_params"].to_numpy().astype(float)
+        named[shape] = int(round(float(np.exp(np.log(counts).mean()))))
+    task = task.with_columns(size=pl.col("shape").replace_strict(named, return_dtype=pl.Int64))
+    return task.select(pl.exclude("size", "shape"), "size", "shape")
 
 
 SAME_SIZE = 1.5  # parameter counts within this ratio are one model size
@@ -132,6 +156,7 @@ def _row(r: dict[str, Any], alpha: float) -> dict[str, Any]:
         "task": r["task"]["name"], "alpha": float(alpha),
         "family": r["model"]["spectrum"]["family"], "model": r["model"]["id"],
         "n_params": int(r["model"]["n_params"]),
+        "width": r["model"].get("width"), "depth": r["model"].get("depth"),
         "layer": d["layer"], "decodability": d["value"], "decodability_lo": lo,
         "decodability_hi": hi, "selectivity": d["selectivity"],
         "selectivity_lo": lo - d["control"], "selectivity_hi": hi - d["control"],
@@ -148,10 +173,10 @@ def _row(r: dict[str, Any], alpha: float) -> dict[str, Any]:
 def summarise(rows: pl.DataFrame) -> pl.DataFrame:
     """Per (task, a, family, size): seeds, and each score's mean with its 95% interval."""
     out = []
-    for (task, alpha, family, size), g in rows.group_by("task", "alpha", "family", "size",
-                                                         maintain_order=True):
+    for (task, alpha, family, size, shape), g in rows.group_by(
+            "task", "alpha", "family", "size", "shape", maintain_order=True):
         rec: dict[str, Any] = {"task": task, "alpha": alpha, "family": family,
-                               "size": size, "seeds": g.height}
+                               "size": size, "shape": shape, "seeds": g.height}
         for s in SCORES:
             rec[s], rec[f"{s}_lo"], rec[f"{s}_hi"] = _interval(g, s)
         for s in ("random_init", "random_control", "voe_random_init"):
@@ -274,7 +299,7 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
                     x, y = have["alpha"].to_numpy(), have[s].to_numpy()
                     err = [y - have[f"{s}_lo"].to_numpy(), have[f"{s}_hi"].to_numpy() - y]
                     ax.errorbar(x, y, yerr=err, fmt="o", ls="-", color=c, capsize=3, ms=4,
-                                label=f"{_size(size)} params")
+                                label=_size_label(line.row(0, named=True)))
                     dots = seeds.filter(pl.col(s).is_not_null())
                     ax.plot(dots["alpha"].to_numpy(), dots[s].to_numpy(), ".", color=c,
                             alpha=0.35)
@@ -322,6 +347,12 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def _size_label(r: dict[str, Any]) -> str:
+    """A size in the legend: its backbone (width × blocks) when known, and its parameters."""
+    return (f"{r['shape'].replace('x', ' × ')} · " if r.get("shape") else "") + \
+        f"{_size(r['size'])} params"
+
+
 def _size(n: int) -> str:
     """A parameter count, short: 26k, 1.2M."""
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
@@ -337,9 +368,11 @@ def markdown(summary: pl.DataFrame) -> str:
     def num(x: float | None) -> str:
         return "—" if x is None else f"{x:.3f}"
 
-    return _table(["task", "a", "family", "params", "seeds", "decodability (late)", "random init",
-                   "selectivity", "causal gain", "random control", "VoE", "VoE random init"],
-                  [[r["task"], f"{r['alpha']:g}", r["family"], _size(r["size"]), r["seeds"],
+    return _table(["task", "a", "family", "params", "width × blocks", "seeds",
+                   "decodability (late)", "random init", "selectivity", "causal gain",
+                   "random control", "VoE", "VoE random init"],
+                  [[r["task"], f"{r['alpha']:g}", r["family"], _size(r["size"]),
+                    (r.get("shape") or "—").replace("x", " × "), r["seeds"],
                     cell(r, "decodability"), num(r["random_init"]), cell(r, "selectivity"),
                     cell(r, "causal_gain"), num(r["random_control"]), cell(r, "voe"),
                     num(r["voe_random_init"])] for r in summary.iter_rows(named=True)])
