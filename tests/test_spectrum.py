@@ -234,6 +234,7 @@ def _edit(folder, name, change):
     ("spectrum.json", lambda m: m.update(colour="red"), "unknown field 'colour'"),
     ("spectrum.json", lambda m: m.update(world="mars"), "unknown world 'mars'"),
     ("spectrum.json", lambda m: m.update(schema="probekit.spectrum/9"), "schema"),
+    ("spectrum.json", lambda m: m.update(device="tpu"), "device 'tpu' is not cpu or cuda"),
     ("config.json", lambda c: c.update(vocab_size=c["vocab_size"] + 1), "words"),
     ("config.json", lambda c: c.update(model_type="gpt2"), "model_type"),
     ("config.json", lambda c: c.update(d_model=32), "is \\(.*\\), not \\(.*32"),
@@ -275,10 +276,43 @@ def test_checkpoint_with_unreadable_weights(saved, tmp_path):
     ({"alpha": 0.5, "horizon": 0}, UserError, "horizon must be at least 1"),
     ({"alpha": 0.5, "ema": (0.999, 0.99)}, UserError, "ema must rise"),
     ({"alpha": 0.5, "steps": 0}, UserError, "steps must be at least 1"),
+    ({"alpha": 0.5, "device": "gpu0"}, UserError, "device 'gpu0' is not a device"),
+    ({"alpha": 0.5, "device": "meta"}, UserError, "holds no data"),
 ])
 def test_bad_training_input(task, kwargs, error, match):
     with pytest.raises(error, match=match):
         SpectrumTrainer(**{**TINY, **kwargs}).fit(task)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_training_on_an_absent_gpu_is_refused_before_any_work(task, monkeypatch):
+    import probekit.spectrum.train as train
+
+    monkeypatch.setattr(train, "draw", lambda *a, **k: pytest.fail("episodes were drawn"))
+    with pytest.raises(UserError, match="device 'cuda' is not available here"):
+        SpectrumTrainer(0.5, device="cuda", **TINY).fit(task)
+
+
+def test_a_checkpoint_from_before_the_device_was_recorded_reads_as_cpu(saved, tmp_path):
+    """spectrum.json files written before `device` existed were all trained on the CPU."""
+    folder = tmp_path / "ckpt"
+    shutil.copytree(saved, folder)
+    assert checkpoint.load(folder)[1].device == "cpu"
+    _edit(folder, "spectrum.json", lambda m: m.pop("device"))
+    assert checkpoint.load(folder)[1].device == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_training_on_a_gpu_is_the_cpu_run_to_float_tolerance(task):
+    """The same run on the GPU: the same draws and initial weights, so the trained weights
+    agree with the CPU run's to float tolerance; the model comes back on the CPU."""
+    kwargs = dict(steps=30, log_every=10, **TINY)
+    cpu = SpectrumTrainer(0.5, **kwargs).fit(task)
+    gpu = SpectrumTrainer(0.5, device="cuda", **kwargs).fit(task)
+    assert gpu.meta_.device == "cuda" and cpu.meta_.device == "cpu"
+    assert next(gpu.model_.parameters()).device.type == "cpu"
+    for (name, a), b in zip(cpu.model_.state_dict().items(), gpu.model_.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-3), name
 
 
 def test_token_head_on_continuous_input_is_refused():

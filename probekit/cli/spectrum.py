@@ -79,6 +79,9 @@ def _training_args(p: argparse.ArgumentParser) -> None:
                    help="hidden width of each block's MLP (default: 2 × --d-model)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu",
+                   help="where to train: cpu, cuda, cuda:N or auto (default: cpu, reproducible "
+                        "bit for bit; on a GPU a rerun agrees to float tolerance only)")
     p.add_argument("--include-path", action="append", default=[], metavar="DIR",
                    help="another folder of task YAML files (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -91,7 +94,8 @@ def _trainer(args: argparse.Namespace, alpha: float, seed: int):
                            inputs=args.inputs, d_model=args.d_model, n_layers=args.layers,
                            d_ff=args.d_ff or 2 * args.d_model,
                            steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                           episodes=args.episodes, seed=seed, progress=not args.quiet)
+                           episodes=args.episodes, seed=seed, device=args.device,
+                           progress=not args.quiet)
 
 
 def _fit(args: argparse.Namespace, alpha: float, seed: int, out: Path) -> None:
@@ -119,6 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from probekit.adapters.base import resolve_device
     from probekit.errors import UserError
     from probekit.spectrum import Objective
 
@@ -131,6 +136,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sizes = _sizes(args.sizes) if args.sizes else [(args.d_model, args.layers)]
     for a in alphas:
         Objective(a)  # every value checked before the first run
+    args.device = resolve_device(args.device).type  # an absent device, before the first run
     runs = []
     for d_model, layers in sizes:
         args.d_model, args.layers = d_model, layers
@@ -146,10 +152,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     print(f"{out}: {status}")
                 runs.append(_run_row(out, status))
     _write_sweep(args.out / "sweep.csv", runs)
-    hours = sum(r["train_seconds"] for r in runs) / 3600
+    hours = {d: sum(r["train_seconds"] for r in runs if r["device"] == d) / 3600
+             for d in sorted({r["device"] for r in runs})}
     print(f"{len(runs)} runs ({sum(r['status'] == 'trained' for r in runs)} trained now); "
-          f"{hours:.2f} CPU hours of training in all (the recorded train_seconds); "
-          f"wrote {args.out / 'sweep.csv'}")
+          + ", ".join(f"{h:.2f} {d.upper() if d != 'cpu' else 'CPU'} hours" for d, h in
+                      hours.items())
+          + f" of training in all (the recorded train_seconds); wrote {args.out / 'sweep.csv'}")
     return 0
 
 
@@ -195,7 +203,7 @@ def _resume(args: argparse.Namespace, alpha: float, seed: int, out: Path) -> str
         raise ModelError(f"{out} is a damaged checkpoint ({e}); delete it to retrain it") \
             from None
     want = {"alpha": float(alpha), "seed": seed, "steps": args.steps, "horizon": args.horizon,
-            "target": args.target, "episodes": args.episodes,
+            "target": args.target, "episodes": args.episodes, "device": args.device,
             "batch_size": args.batch_size, "lr": float(args.lr),
             "task_fingerprint": load_task(args.task, args.include_path).fingerprint}
     have = {k: getattr(meta, k) for k in want}
@@ -212,8 +220,9 @@ def _resume(args: argparse.Namespace, alpha: float, seed: int, out: Path) -> str
 
 def run_facts(folder: Path) -> dict:
     """One row of facts about the spectrum run in `folder` (loaded, so checked): task, a,
-    family, horizon, target, width, blocks, parameters, seed, steps, training seconds,
-    collapsed (sweep.csv's columns; scripts/spectrum_study.py's training table)."""
+    family, horizon, target, width, blocks, parameters, seed, steps, training seconds and the
+    device they ran on, collapsed (sweep.csv's columns; scripts/spectrum_study.py's training
+    table)."""
     from probekit.adapters.base import n_params
     from probekit.spectrum import checkpoint
 
@@ -222,7 +231,8 @@ def run_facts(folder: Path) -> dict:
             "family": meta.family, "horizon": meta.horizon, "target": meta.target,
             "d_model": model.config.d_model, "blocks": model.config.n_layers,
             "params": n_params(model), "seed": meta.seed, "steps": meta.steps,
-            "train_seconds": meta.train_seconds, "collapsed": bool(meta.collapse["collapsed"])}
+            "train_seconds": meta.train_seconds, "device": meta.device,
+            "collapsed": bool(meta.collapse["collapsed"])}
 
 
 def _run_row(out: Path, status: str) -> dict:

@@ -31,6 +31,8 @@ SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints" / "spectrum"
 ADDED_DEFAULTS = {f.name: f.default for f in fields(SpectrumConfig)
                   if f.name in ("predictor", "frame_channels", "frame_size", "patch",
                                 "pixel_head")}
+# spectrum.json fields added after the first checkpoints: read at their defaults when absent.
+META_ADDED_DEFAULTS = {"device": "cpu"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class SpectrumMeta:
     train_seconds: float
     final: dict[str, float]
     collapse: dict[str, Any]
+    device: str = "cpu"  # where it was trained ("cpu", "cuda")
     history: list[dict[str, float]] = field(default_factory=list)
     schema: str = SCHEMA
 
@@ -121,7 +124,10 @@ def load(folder: str | Path) -> tuple[SpectrumModel, SpectrumMeta]:
     try:
         config = SpectrumConfig(**strict(SpectrumConfig, raw, f"{where}/{CONFIG}",
                                          ignore=("model_type",)))
-        meta = SpectrumMeta(**strict(SpectrumMeta, _json(folder / META), f"{where}/{META}"))
+        raw_meta = _json(folder / META)
+        if isinstance(raw_meta, dict):
+            raw_meta = {**META_ADDED_DEFAULTS, **raw_meta}
+        meta = SpectrumMeta(**strict(SpectrumMeta, raw_meta, f"{where}/{META}"))
     except ProbekitError as e:
         raise ModelError(str(e)) from None
     check(config, meta, where)
@@ -145,6 +151,8 @@ def check(config: SpectrumConfig, meta: SpectrumMeta, where: str) -> None:
     """The metadata must agree with itself and with the architecture."""
     if meta.schema != SCHEMA:
         raise ModelError(f"{where}/{META}: schema {meta.schema!r} is not {SCHEMA!r}")
+    if meta.device not in ("cpu", "cuda"):
+        raise ModelError(f"{where}/{META}: device {meta.device!r} is not cpu or cuda")
     if len(meta.ema) != 2:
         raise ModelError(f"{where}/{META}: ema must be [start, end], got {meta.ema}")
     try:

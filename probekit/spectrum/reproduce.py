@@ -38,6 +38,9 @@ def retrain(folder: str | Path, include: Iterable[str | Path] = (), progress: bo
                         f"{meta.task_fingerprint}; the task registered here is now "
                         f"{task.fingerprint}, so its data differ and the run cannot be "
                         "reproduced (check out the probekit version that trained it)")
+    if meta.device != "cpu" and not _available(meta.device):
+        raise UserError(f"{folder} was trained on {meta.device}, and this machine has none; "
+                        f"reproduce it where {meta.device} is available")
     c = model.config
     trainer = SpectrumTrainer(meta.alpha, horizon=meta.horizon, target=meta.target,
                               vicreg=meta.vicreg, ema=(meta.ema[0], meta.ema[1]),
@@ -45,11 +48,21 @@ def retrain(folder: str | Path, include: Iterable[str | Path] = (), progress: bo
                               n_heads=c.n_heads, d_ff=c.d_ff, steps=meta.steps,
                               batch_size=meta.batch_size, lr=meta.lr,
                               weight_decay=meta.weight_decay, episodes=meta.episodes,
-                              seed=meta.seed, progress=progress)
+                              seed=meta.seed, device=meta.device, progress=progress)
     if threads:
         torch.set_num_threads(threads)
     again = trainer.fit(task).model_
     return meta, _weight_differences(model.state_dict(), again.state_dict())
+
+
+def _available(device: str) -> bool:
+    from probekit.adapters.base import resolve_device
+
+    try:
+        resolve_device(device)
+    except UserError:
+        return False
+    return True
 
 
 def _weight_differences(have: dict[str, torch.Tensor], again: dict[str, torch.Tensor]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-from probekit.adapters.base import Batch
+from probekit.adapters.base import Batch, resolve_device
 from probekit.adapters.module import encode
 from probekit.adapters.spectrum import encode_frames
 from probekit.errors import ModelError, UserError
@@ -77,6 +77,11 @@ class SpectrumTrainer:
     layer and score it). Parameters are kept as given and checked by `fit`, which sets
     `model_`, `meta_`, `history_` (one record per log step: mean loss terms, EMA momentum,
     effective rank) and `collapse_` (the final `CollapseReport`).
+
+    `device` is where the optimisation runs ("cpu", "cuda", "cuda:N" or "auto"); the episodes,
+    the initial weights, the batch draws and the quick probe stay on the CPU, so a run is the
+    same run on any device. On the CPU it is reproducible bit for bit; on a GPU only to float
+    tolerance (its kernels sum in no fixed order). The fitted model is returned on the CPU.
     """
 
     def __init__(self, alpha: float = 0.0, *, horizon: int = 1, target: str = "next",
@@ -85,7 +90,7 @@ class SpectrumTrainer:
                  d_ff: int = 128, steps: int = 1500, batch_size: int = 32, lr: float = 3e-3,
                  weight_decay: float = 0.01, episodes: int = 4000, probe_episodes: int = 200,
                  seed: int = 0, log_every: int = 100, min_rank: float = 0.05,
-                 min_spread: float = 0.05, progress: bool = True):
+                 min_spread: float = 0.05, device: str = "cpu", progress: bool = True):
         self.alpha, self.horizon, self.target, self.vicreg = alpha, horizon, target, vicreg
         self.ema, self.inputs = ema, inputs
         self.d_model, self.n_layers, self.n_heads, self.d_ff = d_model, n_layers, n_heads, d_ff
@@ -93,12 +98,14 @@ class SpectrumTrainer:
         self.weight_decay, self.probe_episodes = weight_decay, probe_episodes
         self.seed, self.log_every, self.progress = seed, log_every, progress
         self.min_rank, self.min_spread = min_rank, min_spread
+        self.device = device
 
     def objective(self) -> Objective:
         return Objective(self.alpha, self.horizon, self.target, self.vicreg, tuple(self.ema))
 
     def fit(self, task: Task | str, include: Iterable[str | Path] = ()) -> SpectrumTrainer:
         objective = self._checked()
+        device = resolve_device(self.device)
         task = load_task(task, include) if isinstance(task, str) else task
         if self.inputs == "frames" and task.spec.frames is None:
             raise UserError(f"--inputs frames needs a task with frames; task {task.name} "
@@ -114,7 +121,8 @@ class SpectrumTrainer:
         twin = copy.deepcopy(model).eval()  # the random-init twin: the run's initial weights
         monitor = CollapseMonitor(self.min_rank, self.min_spread)
         history = self._train(model, objective, data, probe["test"], monitor,
-                              f"train {task.name} a={objective.alpha:g}")
+                              f"train {task.name} a={objective.alpha:g}", device)
+        model.cpu()
         report = monitor.check(_latents(model, probe["test"]), quick_probe(model, task, probe),
                                quick_probe(twin, task, probe))
         self.model_, self.history_, self.collapse_ = model.eval(), history, report
@@ -127,7 +135,7 @@ class SpectrumTrainer:
             weight_decay=float(self.weight_decay), episodes=self.episodes,
             train_seconds=round(time.perf_counter() - t0, 1),
             final={k: float(v) for k, v in history[-1].items() if k in LOSSES},
-            collapse=report.as_dict(), history=history)
+            collapse=report.as_dict(), device=device.type, history=history)
         return self
 
     def _checked(self) -> Objective:
@@ -148,14 +156,16 @@ class SpectrumTrainer:
         return objective
 
     def _train(self, model: SpectrumModel, objective: Objective, data: Episodes,
-               held_out: Episodes, monitor: CollapseMonitor, desc: str) -> list[dict[str, float]]:
+               held_out: Episodes, monitor: CollapseMonitor, desc: str,
+               device: torch.device) -> list[dict[str, float]]:
         """The optimisation loop; returns one record per log step (mean loss terms since the
         last record, EMA momentum, effective rank and spread of the held-out latents)."""
         from probekit.progress import phase
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed + 1)
-            loss_fn = SpectrumLoss(model, objective)
+            loss_fn = SpectrumLoss(model, objective)  # drawn on the CPU, as on any device
+        loss_fn.to(device)  # the model, its predictor and the EMA target
         params = [p for p in loss_fn.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         sched = schedule(opt, self.lr, self.steps)
@@ -170,7 +180,7 @@ class SpectrumTrainer:
             idx = torch.randint(len(data.x), (self.batch_size,), generator=gen)
             mask = data.mask[idx]
             T = int(mask.sum(1).max())
-            terms = loss_fn(data.x[idx][:, :T], mask[:, :T])
+            terms = loss_fn(data.x[idx][:, :T].to(device), mask[:, :T].to(device))
             if not torch.isfinite(terms["total"]):
                 raise UserError(f"training diverged at step {step + 1} (the loss is not "
                                 f"finite); lower lr (now {self.lr:g}) or weight_decay")
@@ -239,12 +249,13 @@ def schedule(opt: torch.optim.Optimizer, lr: float, steps: int
 
 @torch.no_grad()
 def _latents(model: SpectrumModel, episodes: Episodes) -> torch.Tensor:
-    """The model's final latents at every real position [N, d]."""
+    """The model's final latents at every real position [N, d], on the CPU."""
     was = model.training
     model.eval()
-    z = model.latents(episodes.x)[episodes.mask.bool()]
+    device = next(model.parameters()).device
+    z = model.latents(episodes.x.to(device))[episodes.mask.bool().to(device)]
     model.train(was)
-    return z
+    return z.cpu()
 
 
 @torch.no_grad()
