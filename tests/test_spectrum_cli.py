@@ -12,7 +12,8 @@ from probekit import results
 from probekit.cli import main
 from probekit.errors import ResultError
 from probekit.spectrum import checkpoint
-from probekit.spectrum.report import collect, markdown, regress, report, sizes, summarise
+from probekit.spectrum.report import (collect, depth_contrast, markdown, regress, report, sizes,
+                                      summarise)
 from probekit.spectrum.reproduce import _first_difference
 from tests.result_factory import make
 
@@ -336,3 +337,33 @@ def test_a_task_without_recorded_backbones_falls_back_to_parameter_chains(tmp_pa
     boxes = rows.filter(pl.col("task") == "boxes")
     assert boxes["shape"].null_count() == 3 and boxes["size"].n_unique() == 2
     assert rows.filter(pl.col("task") == "othello-4")["shape"].to_list() == ["8x2"]
+
+
+def test_depth_at_a_fixed_width_is_contrasted_cell_by_cell(tmp_path):
+    """24x2 and 24x4 (and 64x2): the report gives, per score, deeper − shallower over the main
+    line's cells (a), here what the made-up qualities put there, with a t interval; a width run
+    at one depth gives no row."""
+    shapes = {(24, 2): (28_000, 0.5), (24, 4): (42_000, 0.7), (64, 2): (126_000, 0.9)}
+    for (width, depth), (n, quality) in shapes.items():
+        for a, family in ((0.0, "ntp"), (0.5, "next-latent"), (1.0, "jepa")):
+            for seed in (0, 1):
+                r = make(model=f"local/boxes-a{a:g}-d{width}x{depth}-s{seed}", family=family,
+                         alpha=a, quality=quality + 0.1 * a + 0.01 * seed)
+                r["task"]["name"] = "boxes"
+                r["model"].update(n_params=n, width=width, depth=depth)
+                results.save(r, tmp_path)
+    rows = collect(tmp_path)
+    contrast = depth_contrast(rows)
+    dec = contrast.filter(pl.col("score") == "decodability").row(0, named=True)
+    assert (dec["width"], dec["shallow"], dec["deep"], dec["cells"]) == (24, 2, 4, 3)
+    assert dec["params_ratio"] == pytest.approx(1.5)
+    per_cell = (rows.filter(pl.col("width") == 24).group_by("alpha", "depth")
+                .agg(pl.col("decodability").mean()).sort("alpha", "depth"))
+    deltas = [b - a for a, b in zip(per_cell["decodability"][::2], per_cell["decodability"][1::2])]
+    assert dec["delta"] == pytest.approx(sum(deltas) / 3) and dec["delta"] > 0
+    assert dec["delta_lo"] <= dec["delta"] <= dec["delta_hi"]
+    assert contrast["width"].unique().to_list() == [24]  # 64 was run at one depth only
+    _, paths = report(tmp_path, tmp_path / "spectrum.png")
+    assert (tmp_path / "spectrum-depth.csv") in paths
+    assert "Depth at a fixed width" in paths[-1].read_text()
+    assert depth_contrast(rows.filter(pl.col("width") != 24)) is None

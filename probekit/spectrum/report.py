@@ -226,6 +226,44 @@ def regress(rows: pl.DataFrame, below_one: bool = False) -> pl.DataFrame | None:
     return pl.DataFrame(out, infer_schema_length=None) if out else None
 
 
+def depth_contrast(rows: pl.DataFrame) -> pl.DataFrame | None:
+    """Per task, score and width run at two depths or more (results that record their shape):
+    what each deeper backbone changes against the next shallower one, as the mean over the main
+    line's cells (one per a) of the cell's mean over seeds, deeper − shallower, with a 95% t
+    interval over those cells, beside the ratio of their parameters. None when no width was run
+    at two depths."""
+    main = rows.filter(pl.col("family").is_in(MAIN_LINE) & pl.col("shape").is_not_null())
+    out = []
+    for (task, width), g in main.group_by("task", "width", maintain_order=True):
+        depths = sorted(g["depth"].unique().to_list())
+        for shallow, deep in zip(depths, depths[1:]):
+            pair = g.filter(pl.col("depth").is_in((shallow, deep)))
+            sizes = dict(pair.select("depth", "size").unique().iter_rows())
+            for score in FITTED:
+                cells = (pair.filter(pl.col(score).is_not_null())
+                         .group_by("alpha", "depth").agg(pl.col(score).mean())
+                         .pivot("depth", index="alpha", values=score).drop_nulls())
+                if cells.height < 2 or str(shallow) not in cells.columns:
+                    continue
+                d = (cells[str(deep)] - cells[str(shallow)]).to_numpy().astype(float)
+                lo, hi = t_interval(float(d.mean()), float(d.std(ddof=1)), len(d))
+                out.append({"task": task, "score": score, "width": width, "shallow": shallow,
+                            "deep": deep, "params_ratio": sizes[deep] / sizes[shallow],
+                            "cells": len(d), "delta": float(d.mean()), "delta_lo": lo,
+                            "delta_hi": hi})
+    return pl.DataFrame(out) if out else None
+
+
+def depth_markdown(contrast: pl.DataFrame) -> str:
+    """The depth contrast as a Markdown table."""
+    return _table(["task", "score", "width", "blocks", "params ×", "cells (a)",
+                   "deeper − shallower"],
+                  [[r["task"], r["score"], r["width"], f"{r['shallow']} → {r['deep']}",
+                    f"{r['params_ratio']:.2f}", r["cells"],
+                    f"{r['delta']:+.3f} [{r['delta_lo']:+.3f}, {r['delta_hi']:+.3f}]"]
+                   for r in contrast.iter_rows(named=True)])
+
+
 def _explains(from_a: float, from_size: float, least: float = 0.05) -> str:
     """Which term's R² share is larger: "a", "size", or "neither" (a constant score, or
     neither adds `least` of the variance)."""
@@ -402,5 +440,13 @@ def report(results: str | Path, png: str | Path) -> tuple[pl.DataFrame, list[Pat
         if below is not None:
             text += "\nThe same fit without the JEPA end (a < 1 only):\n\n" \
                 + regression_markdown(below)
+    depth = depth_contrast(rows)
+    if depth is not None:
+        with atomic_path(png.with_name(png.stem + "-depth.csv")) as tmp:
+            depth.write_csv(tmp)
+        paths.append(png.with_name(png.stem + "-depth.csv"))
+        text += "\nDepth at a fixed width: deeper − shallower backbone, mean over the main " \
+            "line's cells (one per a, each the mean over seeds), 95% t interval over the " \
+            "cells:\n\n" + depth_markdown(depth)
     paths.append(write_text(png.with_suffix(".md"), text))
     return summary, paths
