@@ -233,7 +233,8 @@ function cell(c, m, s, i) {
     td.append(breakable(m.id));
     const sub = el("span", { class: "sub" });
     sub.append(dot(m.family_label), m.family_label,
-      el("span", { class: "params" }, ` · ${fmtParams(m.n_params)}`));
+      el("span", { class: "params" }, (m.width && m.depth ? ` · ${m.width} × ${m.depth}` : "")
+        + ` · ${fmtParams(m.n_params)}`));
     td.append(sub);
     td.title = `${m.id}@${m.revision}`;
     return td;

@@ -39,7 +39,7 @@ TASK_COLUMNS = ("decodability", "decodability_lo", "decodability_hi", "pooled", 
                 "causal_scope", "causal_featurizer", "iia", "prediction", "world_model_score",
                 "verdict", "layer")
 MODEL_COLUMNS = ("model", "revision", "adapter", "family", "architecture", "family_label",
-                 "alpha", "n_params", "dtype")
+                 "alpha", "n_params", "width", "depth", "dtype")
 FLOAT_COLUMNS = ("alpha", "decodability", "decodability_lo", "decodability_hi", "pooled",
                  "selectivity", "control", "random_init", "mdl_compression", "causal_gain",
                  "causal_gain_lo", "causal_gain_hi", "random_control", "iia", "prediction",
@@ -120,11 +120,13 @@ def records(results: Sequence[dict[str, Any]]) -> pl.DataFrame:
             "schema": r["schema"], "model": m["id"], "revision": m["revision"],
             "adapter": m["adapter"], "family": m["spectrum"]["family"],
             "architecture": m.get("architecture"), "family_label": family_label(m),
-            "alpha": m["spectrum"]["alpha"], "n_params": m["n_params"], "dtype": m["dtype"],
+            "alpha": m["spectrum"]["alpha"], "n_params": m["n_params"],
+            "width": m.get("width"), "depth": m.get("depth"), "dtype": m["dtype"],
             "date": r["env"]["date"][:10], "task": task, "fingerprint": r["task"]["fingerprint"],
             "run_id": r["run_id"], **_scores(r),
         })
-    schema = {**{c: pl.Float64 for c in FLOAT_COLUMNS}, **{c: pl.String for c in STRING_COLUMNS}}
+    schema = {**{c: pl.Float64 for c in FLOAT_COLUMNS}, **{c: pl.String for c in STRING_COLUMNS},
+              "width": pl.Int64, "depth": pl.Int64}
     df = pl.DataFrame(rows, schema_overrides=schema, infer_schema_length=None)
     twice = df.filter(pl.struct("model", "revision", "task").is_duplicated())
     if len(twice):

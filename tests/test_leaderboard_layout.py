@@ -167,6 +167,9 @@ def test_every_ranked_model_has_a_family_label_and_result_1_is_not_ranked(pages,
     for model, _, sub in rows:
         assert sub.startswith(leaderboard.family_label(keys[model]["model"]))
         assert "unknown" not in sub
+        m = keys[model]["model"]
+        if m.get("width") and m.get("depth"):  # the backbone beside the parameters
+            assert f" · {m['width']} × {m['depth']} · " in sub, sub
     old_keys = [f"{r['model']['id']}@{r['model']['revision']}" for r in old]
     assert not set(old_keys) & {m for m, _, _ in rows}
     assert not set(old_keys) & {m for m, _ in g["points"]}
