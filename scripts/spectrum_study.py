@@ -58,13 +58,13 @@ def groups() -> list[tuple[str, str, str, str]]:
     return out
 
 
-def sweep(world: str, variant: str, size: str, alphas: str, runs: Path, results: Path
-          ) -> str:
+def sweep(world: str, variant: str, size: str, alphas: str, runs: Path, results: Path,
+          device: str = "cpu") -> str:
     out = runs / f"{world}-{variant}-{size}"
     start = time.time()
     cmd = [sys.executable, "-m", "probekit", "spectrum", "sweep", "--task", world, "--sizes",
            size, "--alphas", alphas, "--seeds", str(SEEDS), "--out", str(out), "--threads", "1",
-           "--quiet", *VARIANTS[variant]]
+           "--device", device, "--quiet", *VARIANTS[variant]]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         return f"{out.name}: sweep failed: {done.stderr.strip()[-500:]}"
@@ -93,15 +93,57 @@ def references(runs: Path, results: Path) -> list[str]:
     return lines
 
 
+def model_folders(runs: Path, references: Path) -> list[Path]:
+    """Every model of the grid: the sweeps' checkpoints, then the 64x2 references."""
+    folders = sorted(p.parent for p in runs.glob("*/*/spectrum.json"))
+    return folders + [folder(w, a, s, references) for w in WORLDS for a in ALPHAS
+                      for s in range(SEEDS)]
+
+
+def record_shapes(folders: list[Path], results: list[Path]) -> int:
+    """Results made before probekit recorded a model's shape (`model.width`, `model.depth`)
+    gain it from their checkpoint; returns how many changed. The model block is replaced by the
+    one a fresh evaluation writes (the checkpoint's identity), and only where that identity,
+    less the shape, is the stored block itself (same id, revision, sha256, parameters): the
+    very checkpoint that was evaluated. Nothing else changes; the run id does not cover the
+    shape. Each result is validated before it is written."""
+    import json
+
+    from probekit import schema
+    from probekit.adapters import load_model
+    from probekit.io import write_json
+    from probekit.spectrum import checkpoint
+
+    identities = {}
+    for f in folders:
+        shipped = f.parent == checkpoint.SHIPPED  # by name, as it was evaluated
+        ident = load_model(f.name if shipped else str(f), device="cpu").identity.as_dict()
+        identities[ident["id"]] = ident
+    changed = 0
+    for path in sorted(p for root in results for p in root.rglob("*.json")):
+        r = json.loads(path.read_text(encoding="utf-8"))
+        if r["model"].get("width") is not None and r["model"].get("depth") is not None:
+            continue
+        ident = identities.get(r["model"]["id"])
+        if ident is None:
+            sys.exit(f"{path}: no checkpoint of {r['model']['id']} among the grid's models")
+        rest = {k: v for k, v in ident.items() if k not in ("width", "depth")}
+        if rest != r["model"]:
+            sys.exit(f"{path}: its model block {r['model']} is not the checkpoint's {rest}")
+        r["model"] = ident
+        schema.validate(r, where=str(path))
+        write_json(path, r)
+        changed += 1
+    return changed
+
+
 def training_table(runs: Path, references: Path) -> list[dict]:
     """One row per model of the grid: its cell and the training seconds its spectrum.json
     records (on one core)."""
     from probekit.cli.spectrum import run_facts
 
-    folders = sorted(p.parent for p in runs.glob("*/*/spectrum.json"))
-    folders += [folder(w, a, s, references) for w in WORLDS for a in ALPHAS for s in range(SEEDS)]
     rows = []
-    for f in folders:
+    for f in model_folders(runs, references):
         r = run_facts(f)
         rows.append({"model": r["folder"], **{k: r[k] for k in ("task", "alpha", "family",
                                                                  "horizon", "target")},
@@ -113,6 +155,10 @@ def training_table(runs: Path, references: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one core each)")
+    ap.add_argument("--device", default="cpu",
+                    help="where the sweeps train (probekit spectrum sweep --device): cpu, or "
+                         "cuda for larger sizes; a sweep already trained on another device is "
+                         "refused, so give such a run its own --runs")
     ap.add_argument("--runs", type=Path, default=Path("runs/study"))
     ap.add_argument("--references", type=Path, default=Path("runs/spectrum"),
                     help="seeds 1-2 of the 64x2 references (scripts/train_spectrum.py --runs)")
@@ -129,13 +175,17 @@ def main() -> None:
         shutil.copytree(args.seed_results, args.results, dirs_exist_ok=True)
     todo = groups()
     with cf.ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(sweep, *g, args.runs, args.results) for g in todo]
+        futures = [pool.submit(sweep, *g, args.runs, args.results, args.device) for g in todo]
         futures.append(pool.submit(references, args.references, args.results))
         for i, f in enumerate(cf.as_completed(futures), 1):
             r = f.result()
             print(f"[{i}/{len(futures)}] " + (r if isinstance(r, str) else
                                                f"references: {len(r)} kept or evaluated"),
                   flush=True)
+    shaped = record_shapes(model_folders(args.runs, args.references),
+                           [args.results, args.store / "results"])
+    if shaped:
+        print(f"recorded the shape of {shaped} results made before probekit recorded it")
     subprocess.run([sys.executable, "-m", "probekit", "submit", str(args.results), "--store",
                     str(args.store)], check=True, stdout=subprocess.DEVNULL)
     import polars as pl
