@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import polars as pl
 import pytest
@@ -363,6 +364,12 @@ def test_depth_at_a_fixed_width_is_contrasted_cell_by_cell(tmp_path):
     assert dec["delta"] == pytest.approx(sum(deltas) / 3) and dec["delta"] > 0
     assert dec["delta_lo"] <= dec["delta"] <= dec["delta_hi"]
     assert contrast["width"].unique().to_list() == [24]  # 64 was run at one depth only
+    fits = regress(rows)
+    fit = fits.filter(pl.col("score") == "decodability").row(0, named=True)
+    slope = [fit["log2_params"] + fit["a_x_log2_params"] * a for a in (0.0, 0.5, 1.0)]
+    with_fit = depth_contrast(rows, fits).filter(pl.col("score") == "decodability")
+    assert with_fit["fit_predicts"][0] == pytest.approx(sum(slope) / 3 * math.log2(1.5))
+    assert dec["fit_predicts"] is None  # no fits given
     _, paths = report(tmp_path, tmp_path / "spectrum.png")
     assert (tmp_path / "spectrum-depth.csv") in paths
     assert "Depth at a fixed width" in paths[-1].read_text()

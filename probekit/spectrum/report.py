@@ -226,12 +226,14 @@ def regress(rows: pl.DataFrame, below_one: bool = False) -> pl.DataFrame | None:
     return pl.DataFrame(out, infer_schema_length=None) if out else None
 
 
-def depth_contrast(rows: pl.DataFrame) -> pl.DataFrame | None:
+def depth_contrast(rows: pl.DataFrame, fits: pl.DataFrame | None = None) -> pl.DataFrame | None:
     """Per task, score and width run at two depths or more (results that record their shape):
     what each deeper backbone changes against the next shallower one, as the mean over the main
     line's cells (one per a) of the cell's mean over seeds, deeper − shallower, with a 95% t
-    interval over those cells, beside the ratio of their parameters. None when no width was run
-    at two depths."""
+    interval over those cells, beside the ratio of their parameters and, given the `regress`
+    fits, what the fit's parameter slope predicts for that ratio (the slope at each cell's a,
+    times log2 of the ratio, averaged over the cells): the change if only the parameter count
+    mattered, not where the parameters sit. None when no width was run at two depths."""
     main = rows.filter(pl.col("family").is_in(MAIN_LINE) & pl.col("shape").is_not_null())
     out = []
     for (task, width), g in main.group_by("task", "width", maintain_order=True):
@@ -247,20 +249,30 @@ def depth_contrast(rows: pl.DataFrame) -> pl.DataFrame | None:
                     continue
                 d = (cells[str(deep)] - cells[str(shallow)]).to_numpy().astype(float)
                 lo, hi = t_interval(float(d.mean()), float(d.std(ddof=1)), len(d))
+                ratio = sizes[deep] / sizes[shallow]
+                fit = None if fits is None else fits.filter(
+                    (pl.col("task") == task) & (pl.col("score") == score))
+                predicted = None
+                if fit is not None and fit.height:
+                    f = fit.row(0, named=True)
+                    a = cells["alpha"].to_numpy().astype(float)
+                    slope = f["log2_params"] + f["a_x_log2_params"] * a
+                    predicted = float(np.mean(slope) * np.log2(ratio))
                 out.append({"task": task, "score": score, "width": width, "shallow": shallow,
-                            "deep": deep, "params_ratio": sizes[deep] / sizes[shallow],
-                            "cells": len(d), "delta": float(d.mean()), "delta_lo": lo,
-                            "delta_hi": hi})
+                            "deep": deep, "params_ratio": ratio, "cells": len(d),
+                            "delta": float(d.mean()), "delta_lo": lo, "delta_hi": hi,
+                            "fit_predicts": predicted})
     return pl.DataFrame(out) if out else None
 
 
 def depth_markdown(contrast: pl.DataFrame) -> str:
     """The depth contrast as a Markdown table."""
     return _table(["task", "score", "width", "blocks", "params ×", "cells (a)",
-                   "deeper − shallower"],
+                   "deeper − shallower", "the fit's size slope predicts"],
                   [[r["task"], r["score"], r["width"], f"{r['shallow']} → {r['deep']}",
                     f"{r['params_ratio']:.2f}", r["cells"],
-                    f"{r['delta']:+.3f} [{r['delta_lo']:+.3f}, {r['delta_hi']:+.3f}]"]
+                    f"{r['delta']:+.3f} [{r['delta_lo']:+.3f}, {r['delta_hi']:+.3f}]",
+                    "—" if r.get("fit_predicts") is None else f"{r['fit_predicts']:+.3f}"]
                    for r in contrast.iter_rows(named=True)])
 
 
@@ -325,8 +337,15 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
         g = summary.filter(pl.col("task") == task)
         own = sorted(g["size"].unique().to_list())
         shades = plt.cm.Blues(np.linspace(0.45, 0.95, len(own))) if len(own) > 1 else ["C0"]
+        # a deeper backbone than the task's shallowest: dashed, square markers (the blues alone
+        # do not tell 24 × 2 from 24 × 4)
+        depths = sorted(d for d in g["shape"].drop_nulls().str.split("x").list.get(1)
+                        .cast(pl.Int64).unique().to_list()) if "shape" in g.columns else []
         for (size,), line in g.group_by("size", maintain_order=True):
             c = shades[own.index(size)]
+            shape = line["shape"][0] if "shape" in line.columns else None
+            deeper = bool(shape and depths and int(shape.split("x")[1]) > depths[0])
+            dot, style = ("s", (0, (5, 2))) if deeper else ("o", "-")
             main = line.filter(pl.col("family").is_in(MAIN_LINE))
             variants = line.filter(~pl.col("family").is_in(MAIN_LINE))
             seeds = rows.filter((pl.col("task") == task) & (pl.col("size") == size)
@@ -336,7 +355,7 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
                 if have.height:
                     x, y = have["alpha"].to_numpy(), have[s].to_numpy()
                     err = [y - have[f"{s}_lo"].to_numpy(), have[f"{s}_hi"].to_numpy() - y]
-                    ax.errorbar(x, y, yerr=err, fmt="o", ls="-", color=c, capsize=3, ms=4,
+                    ax.errorbar(x, y, yerr=err, fmt=dot, ls=style, color=c, capsize=3, ms=4,
                                 label=_size_label(line.row(0, named=True)))
                     dots = seeds.filter(pl.col(s).is_not_null())
                     ax.plot(dots["alpha"].to_numpy(), dots[s].to_numpy(), ".", color=c,
@@ -376,7 +395,8 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
         ax.set_xlabel("a  (0: next-token prediction → 1: JEPA)", fontsize=9)
     fig.suptitle("probekit spectrum: scores against a, per task and model size (mean, 95% "
                  "t-interval over seeds; dots: seeds; dotted: random-init twin, or for the "
-                 "causal gain a random subspace of the same rank)", fontsize=9)
+                 "causal gain a random subspace of the same rank; dashed with squares: a "
+                 "deeper backbone)", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -440,13 +460,14 @@ def report(results: str | Path, png: str | Path) -> tuple[pl.DataFrame, list[Pat
         if below is not None:
             text += "\nThe same fit without the JEPA end (a < 1 only):\n\n" \
                 + regression_markdown(below)
-    depth = depth_contrast(rows)
+    depth = depth_contrast(rows, fits)
     if depth is not None:
         with atomic_path(png.with_name(png.stem + "-depth.csv")) as tmp:
             depth.write_csv(tmp)
         paths.append(png.with_name(png.stem + "-depth.csv"))
         text += "\nDepth at a fixed width: deeper − shallower backbone, mean over the main " \
             "line's cells (one per a, each the mean over seeds), 95% t interval over the " \
-            "cells:\n\n" + depth_markdown(depth)
+            "cells; beside it, what the fit over a and log2(params) above predicts from the " \
+            "parameter ratio alone:\n\n" + depth_markdown(depth)
     paths.append(write_text(png.with_suffix(".md"), text))
     return summary, paths
