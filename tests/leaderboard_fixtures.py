@@ -52,6 +52,15 @@ OTHERS = [
     ("someone/mystery-model", None, None, None, "hf", 8650752),
 ]
 MODELS = SPECTRUM + OTHERS
+# width × blocks as each checkpoint's config gives them (hidden_size, num_hidden_layers); the
+# torch modules and the mystery model record none
+SHAPES = {"openai-community/gpt2": (768, 12), "distilbert/distilgpt2": (768, 6),
+          "sshleifer/tiny-gpt2": (2, 2), "probekit/boxes-gpt2-tiny": (64, 4),
+          "EleutherAI/pythia-14m": (128, 6), "EleutherAI/pythia-70m-deduped": (512, 6),
+          "EleutherAI/pythia-160m": (768, 12), "EleutherAI/pythia-410m-deduped": (1024, 24),
+          "HuggingFaceTB/SmolLM2-135M": (576, 30), "google-bert/bert-base-uncased": (768, 12),
+          "prajjwal1/bert-tiny": (128, 2), "state-spaces/mamba-130m-hf": (768, 24),
+          **{m[0]: (128, 6) for m in SPECTRUM}}
 FALL_OFF = (1.0, 0.6, 0.3, 0.15)  # causal gain at 0, 1, 2, 3 layers from the headline's
 
 
@@ -143,7 +152,9 @@ def realistic(seed: int = 7) -> list[dict[str, Any]]:
             gain = round(min(0.95, 0.12 + rng.betavariate(1.2, 2.2)), 3)
         r = make(model=model, revision=f"{rng.getrandbits(48):012x}", family=family,
                  alpha=alpha, quality=quality, gain=gain)
-        r["model"].update(adapter=adapter, n_params=n_params, architecture=arch)
+        width, depth = SHAPES.get(model, (None, None))
+        r["model"].update(adapter=adapter, n_params=n_params, architecture=arch, width=width,
+                          depth=depth)
         _move_headline(r, ("block.0", "block.1", "block.0", "embed", "block.2")[i % 5])
         _shape_cells(r, rng)
         _vary_nulls(r, rng)
