@@ -30,6 +30,7 @@ def test_the_store_holds_every_cell_and_seed(rows):
     for world in WORLDS:
         here = main.filter(pl.col("task") == world)
         assert here["size"].n_unique() == len(SIZES), world
+        assert set(rows.filter(pl.col("task") == world)["shape"]) == set(SIZES), world
         cells = here.group_by("alpha", "size").len()
         assert cells.height == len(ALPHAS) * len(SIZES) and set(cells["len"]) == {SEEDS}, world
         for family in ("multi-token", "future-summary"):
@@ -40,6 +41,15 @@ def test_the_store_holds_every_cell_and_seed(rows):
     spans = rows.group_by("task").agg(pl.col("size").min().alias("lo"),
                                       pl.col("size").max().alias("hi"))
     assert (spans["hi"] / spans["lo"] >= 16).all(), spans  # the issue: ≥ 16× parameters
+
+
+def test_the_sizes_vary_width_and_depth():
+    """The issue asks for scales along width and depth: blocks and widths both take two values
+    or more, and one width is run at two depths."""
+    widths = {int(s.split("x")[0]) for s in SIZES}
+    depths = {int(s.split("x")[1]) for s in SIZES}
+    assert len(widths) >= 2 and len(depths) >= 2
+    assert any(f"{w}x{d}" in SIZES for w in widths for d in depths if f"{w}x2" in SIZES and d != 2)
 
 
 def test_every_result_validates_as_a_submission():
