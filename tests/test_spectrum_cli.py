@@ -374,3 +374,43 @@ def test_depth_at_a_fixed_width_is_contrasted_cell_by_cell(tmp_path):
     assert (tmp_path / "spectrum-depth.csv") in paths
     assert "Depth at a fixed width" in paths[-1].read_text()
     assert depth_contrast(rows.filter(pl.col("width") != 24)) is None
+
+
+def test_record_shapes_gives_an_old_result_what_an_evaluation_writes(tiny_task_dir, tmp_path):
+    """scripts/spectrum_study.py's migration: a result filed before the shape was recorded
+    gets exactly the model block a fresh evaluation writes; only where the stored block is the
+    checkpoint's identity less the shape (a result of another checkpoint is refused)."""
+    import sys
+    from pathlib import Path
+
+    import probekit
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from spectrum_study import record_shapes
+
+    inc = ["--include-path", str(tiny_task_dir)]
+    assert main(["spectrum", "sweep", "--task", "boxes-tiny", *inc, "--alphas", "0.5",
+                 "--seeds", "1", "--steps", "4", "--out", str(tmp_path), *SMALL,
+                 "--sizes", "16x2"]) == 0
+    cell = tmp_path / "boxes-tiny-a0.5-d16x2-s0"
+    report = probekit.evaluate(str(cell), ["boxes-tiny"], device="cpu", progress=False,
+                               include=[str(tiny_task_dir)], causal=False)
+    stored = report.save(tmp_path / "results", plots=False)[0]
+    fresh = stored.read_text()
+    assert json.loads(fresh)["model"]["width"] == 16 and json.loads(fresh)["model"]["depth"] == 2
+    old = json.loads(fresh)
+    for key in ("width", "depth"):
+        del old["model"][key]
+    stored.write_text(json.dumps(old, indent=2) + "\n")
+    assert record_shapes([cell], [tmp_path / "results"]) == 1
+    assert stored.read_text() == fresh  # byte for byte what the evaluation wrote
+    assert record_shapes([cell], [tmp_path / "results"]) == 0  # nothing left to do
+
+    old["model"]["sha256"] = "0" * 64  # another checkpoint's result under this id
+    stored.write_text(json.dumps(old))
+    with pytest.raises(SystemExit, match="is not the checkpoint's"):
+        record_shapes([cell], [tmp_path / "results"])
+    old["model"]["id"] = "local/someone-else"
+    stored.write_text(json.dumps(old))
+    with pytest.raises(SystemExit, match="no checkpoint of local/someone-else"):
+        record_shapes([cell], [tmp_path / "results"])
