@@ -75,6 +75,7 @@ def test_results_show_prints_the_summary_and_the_tables(folder, capsys):
     assert main(["results", "show", str(path)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("probekit/spectrum-ntp @ a41c2e9f07b3 on boxes v")
+    assert "ntp a=0, 4 blocks × 64, 237,120 parameters" in out  # the shape the result records
     for needle in ("scores (normalised: chance 0, perfect 1)", "decodability (late steps)",
                    "causal gain                   0.580 [0.53, 0.63] at ",
                    "world-model score", "verdict",

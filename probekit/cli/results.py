@@ -176,6 +176,8 @@ def show_text(r: dict[str, Any], include: Iterable[str | os.PathLike] = ()) -> s
     out = [f"{m['id']} @ {m.get('revision') or 'main'} on {t['name']} v{t['version']}",
            f"  model: {m.get('adapter')} adapter, {family}"
            + (f" a={spectrum['alpha']:g}" if spectrum.get("alpha") is not None else "")
+           + (f", {m['depth']} blocks × {m['width']}" if m.get("width") and m.get("depth")
+              else "")  # as `probekit models list` words it
            + f", {m.get('n_params', 0):,} parameters, {m.get('dtype')}, sha256 "
            f"{str(m.get('sha256'))[:12]}",
            f"  task: fingerprint {t['fingerprint']}, episodes train {t['n_train']:,} / val "
