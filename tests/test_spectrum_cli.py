@@ -250,20 +250,25 @@ def test_cli_report_without_spectrum_results(tmp_path, capsys):
     assert main(["spectrum", "report", str(tmp_path / "missing")]) == 2
 
 
+def _cell_and_result(tiny_task_dir, tmp_path, causal=True):
+    """A tiny sweep cell (boxes-tiny, a = 0.5, 16x2, 4 steps) and its stored result."""
+    import probekit
+
+    assert main(["spectrum", "sweep", "--task", "boxes-tiny", "--include-path",
+                 str(tiny_task_dir), "--alphas", "0.5", "--seeds", "1", "--steps", "4", "--out",
+                 str(tmp_path), *SMALL, "--sizes", "16x2"]) == 0
+    cell = tmp_path / "boxes-tiny-a0.5-d16x2-s0"
+    report = probekit.evaluate(str(cell), ["boxes-tiny"], device="cpu", progress=False,
+                               include=[str(tiny_task_dir)], causal=causal)
+    return cell, report.save(tmp_path / "results", plots=False)[0]
+
+
 def test_reproduce_retrains_a_cell_bit_for_bit_and_rescores_it(tiny_task_dir, tmp_path, capsys):
     """A grid cell rerun from its own spectrum.json and config.json gives the same weights and,
     evaluated again, the same result; a changed weight is caught (exit 1), and a result of
     another task is refused before any training (exit 2)."""
-    import probekit
-
     inc = ["--include-path", str(tiny_task_dir)]
-    assert main(["spectrum", "sweep", "--task", "boxes-tiny", *inc, "--alphas", "0.5",
-                 "--seeds", "1", "--steps", "4", "--out", str(tmp_path), *SMALL,
-                 "--sizes", "16x2"]) == 0
-    cell = tmp_path / "boxes-tiny-a0.5-d16x2-s0"
-    report = probekit.evaluate(str(cell), ["boxes-tiny"], device="cpu", progress=False,
-                               include=[str(tiny_task_dir)])
-    stored = report.save(tmp_path / "results", plots=False)[0]
+    cell, stored = _cell_and_result(tiny_task_dir, tmp_path)
     capsys.readouterr()
     assert main(["spectrum", "reproduce", str(cell), "--result", str(stored), *inc,
                  "--quiet"]) == 0
@@ -383,19 +388,10 @@ def test_record_shapes_gives_an_old_result_what_an_evaluation_writes(tiny_task_d
     import sys
     from pathlib import Path
 
-    import probekit
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from spectrum_study import record_shapes
 
-    inc = ["--include-path", str(tiny_task_dir)]
-    assert main(["spectrum", "sweep", "--task", "boxes-tiny", *inc, "--alphas", "0.5",
-                 "--seeds", "1", "--steps", "4", "--out", str(tmp_path), *SMALL,
-                 "--sizes", "16x2"]) == 0
-    cell = tmp_path / "boxes-tiny-a0.5-d16x2-s0"
-    report = probekit.evaluate(str(cell), ["boxes-tiny"], device="cpu", progress=False,
-                               include=[str(tiny_task_dir)], causal=False)
-    stored = report.save(tmp_path / "results", plots=False)[0]
+    cell, stored = _cell_and_result(tiny_task_dir, tmp_path, causal=False)
     fresh = stored.read_text()
     assert json.loads(fresh)["model"]["width"] == 16 and json.loads(fresh)["model"]["depth"] == 2
     old = json.loads(fresh)
