@@ -379,6 +379,10 @@ def test_depth_at_a_fixed_width_is_contrasted_cell_by_cell(tmp_path):
     assert (tmp_path / "spectrum-depth.csv") in paths
     assert "Depth at a fixed width" in paths[-1].read_text()
     assert depth_contrast(rows.filter(pl.col("width") != 24)) is None
+    # a score the deeper backbone never has (here: dropped) gives no row, not an error
+    no_deep_voe = rows.with_columns(voe=pl.when(pl.col("depth") == 4).then(None)
+                                    .otherwise(pl.col("voe")))
+    assert "voe" not in depth_contrast(no_deep_voe)["score"].to_list()
 
 
 def test_record_shapes_gives_an_old_result_what_an_evaluation_writes(tiny_task_dir, tmp_path):

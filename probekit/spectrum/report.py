@@ -245,7 +245,7 @@ def depth_contrast(rows: pl.DataFrame, fits: pl.DataFrame | None = None) -> pl.D
                 cells = (pair.filter(pl.col(score).is_not_null())
                          .group_by("alpha", "depth").agg(pl.col(score).mean())
                          .pivot("depth", index="alpha", values=score).drop_nulls())
-                if cells.height < 2 or str(shallow) not in cells.columns:
+                if cells.height < 2 or not {str(shallow), str(deep)} <= set(cells.columns):
                     continue
                 d = (cells[str(deep)] - cells[str(shallow)]).to_numpy().astype(float)
                 lo, hi = t_interval(float(d.mean()), float(d.std(ddof=1)), len(d))
