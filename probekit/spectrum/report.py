@@ -244,7 +244,8 @@ def depth_contrast(rows: pl.DataFrame, fits: pl.DataFrame | None = None) -> pl.D
             for score in FITTED:
                 cells = (pair.filter(pl.col(score).is_not_null())
                          .group_by("alpha", "depth").agg(pl.col(score).mean())
-                         .pivot("depth", index="alpha", values=score).drop_nulls())
+                         .pivot("depth", index="alpha", values=score).drop_nulls()
+                         .sort("alpha"))  # a fixed order: the same sums, digit for digit
                 if cells.height < 2 or not {str(shallow), str(deep)} <= set(cells.columns):
                     continue
                 d = (cells[str(deep)] - cells[str(shallow)]).to_numpy().astype(float)
