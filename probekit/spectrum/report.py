@@ -95,8 +95,7 @@ def _named(task: pl.DataFrame) -> pl.DataFrame:
     named = {}
     for (shape,), g in task.group_by("shape"):
         main = g.filter(pl.col("family").is_in(MAIN_LINE))
-        counts = (main if main.height else g)["n_params"].to_numpy().astype(float)
-        named[shape] = int(round(float(np.exp(np.log(counts).mean()))))
+        named[shape] = _size_name((main if main.height else g)["n_params"].to_list())
     task = task.with_columns(size=pl.col("shape").replace_strict(named, return_dtype=pl.Int64))
     return task.select(pl.exclude("size", "shape"), "size", "shape")
 
@@ -113,12 +112,17 @@ def sizes(n_params: pl.Series) -> dict[int, int]:
     group: list[int] = []
     for n in sorted(set(n_params.to_list())) + [None]:
         if group and (n is None or n > SAME_SIZE * group[-1]):
-            name = int(round(float(np.exp(np.mean(np.log(group))))))
+            name = _size_name(group)
             out.update({g: name for g in group})
             group = []
         if n is not None:
             group.append(n)
     return out
+
+
+def _size_name(counts: list[int]) -> int:
+    """A size's name: the geometric mean of its parameter counts."""
+    return int(round(float(np.exp(np.mean(np.log(np.asarray(counts, dtype=float)))))))
 
 
 def model_sizes(table: pl.DataFrame) -> dict[tuple[str, str, int], int]:
@@ -340,12 +344,12 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
         shades = plt.cm.Blues(np.linspace(0.45, 0.95, len(own))) if len(own) > 1 else ["C0"]
         # a deeper backbone than the task's shallowest: dashed, square markers (the blues alone
         # do not tell 24 × 2 from 24 × 4)
-        depths = sorted(d for d in g["shape"].drop_nulls().str.split("x").list.get(1)
-                        .cast(pl.Int64).unique().to_list()) if "shape" in g.columns else []
+        depth = dict(rows.filter(pl.col("task") == task).select("shape", "depth").drop_nulls()
+                     .iter_rows())
+        shallowest = min(depth.values(), default=None)
         for (size,), line in g.group_by("size", maintain_order=True):
             c = shades[own.index(size)]
-            shape = line["shape"][0] if "shape" in line.columns else None
-            deeper = bool(shape and depths and int(shape.split("x")[1]) > depths[0])
+            deeper = depth.get(line["shape"][0], shallowest) != shallowest
             dot, style = ("s", (0, (5, 2))) if deeper else ("o", "-")
             main = line.filter(pl.col("family").is_in(MAIN_LINE))
             variants = line.filter(~pl.col("family").is_in(MAIN_LINE))
@@ -408,8 +412,12 @@ def plot(summary: pl.DataFrame, rows: pl.DataFrame, path: str | Path) -> Path:
 
 def _size_label(r: dict[str, Any]) -> str:
     """A size in the legend: its backbone (width × blocks) when known, and its parameters."""
-    return (f"{r['shape'].replace('x', ' × ')} · " if r.get("shape") else "") + \
-        f"{_size(r['size'])} params"
+    return (f"{_shape(r['shape'])} · " if r.get("shape") else "") + f"{_size(r['size'])} params"
+
+
+def _shape(shape: str | None) -> str:
+    """A backbone as people write it: "24x4" → "24 × 4" ("—" when unknown)."""
+    return shape.replace("x", " × ") if shape else "—"
 
 
 def _size(n: int) -> str:
@@ -431,7 +439,7 @@ def markdown(summary: pl.DataFrame) -> str:
                    "decodability (late)", "random init", "selectivity", "causal gain",
                    "random control", "VoE", "VoE random init"],
                   [[r["task"], f"{r['alpha']:g}", r["family"], _size(r["size"]),
-                    (r.get("shape") or "—").replace("x", " × "), r["seeds"],
+                    _shape(r.get("shape")), r["seeds"],
                     cell(r, "decodability"), num(r["random_init"]), cell(r, "selectivity"),
                     cell(r, "causal_gain"), num(r["random_control"]), cell(r, "voe"),
                     num(r["voe_random_init"])] for r in summary.iter_rows(named=True)])
