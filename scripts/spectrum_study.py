@@ -116,8 +116,7 @@ def record_shapes(folders: list[Path], results: list[Path]) -> int:
 
     identities = {}
     for f in folders:
-        shipped = f.parent == checkpoint.SHIPPED  # by name, as it was evaluated
-        ident = load_model(f.name if shipped else str(f), device="cpu").identity.as_dict()
+        ident = load_model(checkpoint.model_name(f), device="cpu").identity.as_dict()
         identities[ident["id"]] = ident
     changed = 0
     for path in sorted(p for root in results for p in root.rglob("*.json")):

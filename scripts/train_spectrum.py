@@ -71,15 +71,14 @@ def evaluate(model: Path, results: Path, causal: bool) -> str:
 
     torch.set_num_threads(1)
     _, meta = checkpoint.load(model)
-    shipped = model.parent == checkpoint.SHIPPED  # by name, as users evaluate it
-    ident = load_model(model.name if shipped else str(model), device="cpu").identity
+    ident = load_model(checkpoint.model_name(model), device="cpu").identity
     home = results / model_dirname(ident.id)
     if (home / ident.revision / f"{meta.task}.json").is_file():
         return f"{ident.id}@{ident.revision}: kept (already evaluated)"
     for stale in home.glob("*/"):
         if stale.name != ident.revision:
             shutil.rmtree(stale)
-    report = probekit.evaluate(model.name if shipped else str(model), [meta.task],
+    report = probekit.evaluate(checkpoint.model_name(model), [meta.task],
                                device="cpu", causal=causal, progress=False)
     report.save(results)
     return str(report)

@@ -340,6 +340,8 @@ def test_shipped_references_load_by_name():
     for name in names:
         adapter = load_model(name, device="cpu")
         assert adapter.identity.id == f"probekit/{name}" and adapter.identity.alpha is not None
+    assert checkpoint.model_name(checkpoint.SHIPPED / REFERENCE) == REFERENCE  # by its name
+    assert checkpoint.model_name("runs/x/boxes-a0-s1") == "runs/x/boxes-a0-s1"  # by its path
     size = sum(p.stat().st_size for p in checkpoint.SHIPPED.rglob("*") if p.is_file())
     assert size < 8 * 2 ** 20
 

@@ -93,6 +93,14 @@ def shipped() -> list[str]:
     return sorted(p.name for p in SHIPPED.iterdir() if is_checkpoint(p))
 
 
+def model_name(folder: str | Path) -> str:
+    """What to hand `load_model` or `probekit.evaluate` for a checkpoint folder: a shipped
+    reference by its name, as users evaluate it (its id is then probekit/<name>), any other
+    folder by its path (id local/<folder>)."""
+    folder = Path(folder)
+    return folder.name if folder.resolve().parent == SHIPPED.resolve() else str(folder)
+
+
 def save(folder: str | Path, model: SpectrumModel, meta: SpectrumMeta) -> Path:
     """Write the three files (each atomically); the metadata last, so a folder with it is whole."""
     folder = Path(folder)

@@ -87,12 +87,8 @@ def rescore(folder: str | Path, result: str | Path, include: Iterable[str | Path
     from probekit import store
 
     stored = store.load(result)  # size and nesting bounded, validated
-    folder = Path(folder)
-    # a shipped reference is evaluated by its name, as users do (its id is probekit/<name>)
-    model = folder.name if folder.resolve().parent == checkpoint.SHIPPED.resolve() \
-        else str(folder)
-    report = probekit.evaluate(model, [stored["task"]["name"]], device="cpu",
-                               progress=False, include=list(include))
+    report = probekit.evaluate(checkpoint.model_name(folder), [stored["task"]["name"]],
+                               device="cpu", progress=False, include=list(include))
     fresh = json.loads(json.dumps(report.results[0]))
     return [f"{k} differs" + _first_difference(stored.get(k), fresh.get(k))
             for k in COMPARED if stored.get(k) != fresh.get(k)]
