@@ -470,6 +470,26 @@ def _episodes(rows: list[dict[str, Any]], frames: dict[str, Any] | None):
     return datasets.Dataset.from_list(rows, features=features)
 
 
+def rows_of(table: Any, indices: Iterable[int]) -> list[dict[str, Any]]:
+    """Rows `indices` of a dataset table (`Task.dataset`, `pairs`, `violations`), in that order,
+    as `table[i]` gives them, read in one query (a query per row costs milliseconds)."""
+    indices = [int(i) for i in indices]
+    if not indices:
+        return []
+    columns = table[indices]
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+def step_column(table: Any, name: str) -> np.ndarray:
+    """A per-step column (`label.<target>`) of a dataset in Arrow format
+    (`ds.with_format("arrow")`: make it once, each call copies the dataset) as an array
+    [episodes, steps] of the column's own dtype (building Python lists first is a hundred times
+    slower)."""
+    col = table[name]
+    col = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(table), -1)
+
+
 def limited_fingerprint(fingerprint: str, limit: int) -> str:
     """The fingerprint of a task limited to `limit` episodes per split (`Task.limited`)."""
     return stable_hash({"task": fingerprint, "limit": limit})

@@ -264,3 +264,79 @@ def test_probes_fit_from_the_shards_a_layer_at_a_time_as_all_at_once(setup, monk
         [b for _, b in bits if b is not None], rel=1e-5)
     s, t = apart.scores(), together.scores()
     assert s.pop("mdl") == pytest.approx(t.pop("mdl"), rel=1e-5) and s == t
+
+
+def _positions_step_by_step(enc, episodes, cut=None):
+    """The step positions, query positions and answer ids by one scan per step (the plain
+    reference for `HFAdapter.batch`, which finds them all at once)."""
+    length = enc["input_ids"].shape[1]
+    positions, query, answer = [], [], []
+    for b, ep in enumerate(episodes):
+        offsets = enc["offset_mapping"][b].tolist()
+        valid = [bool(m) and hi > lo for m, (lo, hi) in
+                 zip(enc["attention_mask"][b].tolist(), offsets)]
+        row = []
+        for lo, hi in ep["step_spans"]:
+            hits = [t for t, (a, z) in enumerate(offsets) if valid[t] and a < hi and z > lo]
+            row.append(hits[-1])
+        positions.append(row)
+        q0 = ep["query_span"][0]
+        hits = [t for t, (a, z) in enumerate(offsets) if valid[t] and a <= q0 < z] \
+            if q0 >= 0 else []
+        ok = bool(hits) and 0 < hits[0] <= (cut or length)
+        query.append(hits[0] - 1 if ok else -1)
+        answer.append(int(enc["input_ids"][b, hits[0]]) if ok else -1)
+    return positions, query, answer
+
+
+def test_batch_positions_match_a_scan_per_step_under_a_subword_tokenizer(setup, tiny_gpt2):
+    """A byte-pair tokenizer (a word in several pieces, padding where episodes differ in
+    length): the positions `HFAdapter.batch` finds all at once equal a scan per step."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from probekit.errors import DataError
+
+    _, task = setup
+    rows = list(task.dataset("val").select(range(12)))
+    raw = Tokenizer(models.BPE(unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.train_from_iterator([r["text"] for r in rows], trainers.BpeTrainer(
+        vocab_size=60, special_tokens=["[PAD]", "[UNK]"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="[PAD]", unk_token="[UNK]")
+    adapter = load_model(str(tiny_gpt2), device="cpu")
+    adapter.tokenizer = tok
+    episodes = [dict(r) for r in rows]
+    batch = adapter.batch(episodes)
+    enc = tok([e["text"] for e in episodes], return_offsets_mapping=True, padding=True,
+              return_tensors="pt", add_special_tokens=False)
+    assert (enc["attention_mask"] == 0).any()  # padded: the episodes differ in length
+    positions, query, answer = _positions_step_by_step(enc, episodes)
+    assert batch.positions.tolist() == positions
+    assert batch.query_positions.tolist() == query
+    assert batch.answer_ids.tolist() == answer
+    assert any(q >= 0 for q in query)
+    # a step no token covers (a span past the text's end) is refused, naming the step
+    broken = [dict(e) for e in episodes]
+    broken[3]["step_spans"] = [list(s) for s in broken[3]["step_spans"]]
+    broken[3]["step_spans"][2] = [len(broken[3]["text"]) + 5, len(broken[3]["text"]) + 9]
+    with pytest.raises(DataError, match=r"^step 2 of episode .* is not covered by any token"):
+        adapter.batch(broken)
+
+
+def test_rows_and_step_columns_read_at_once_equal_reads_one_by_one(setup):
+    """`rows_of` (one query) gives exactly the rows `table[i]` gives, in the order asked, and
+    `step_column` the per-step labels of the column's own dtype as Python lists would."""
+    from probekit.tasks import rows_of, step_column
+
+    _, task = setup
+    ds, pairs = task.dataset("val"), task.pairs("val")
+    order = [7, 2, 2, 11, 0]
+    assert rows_of(ds, order) == [ds[i] for i in order]
+    assert rows_of(pairs, np.array([3, 1])) == [pairs[3], pairs[1]]
+    assert rows_of(ds, []) == []
+    part = ds.select(range(9))
+    for t in task.targets:
+        got = step_column(part.with_format("arrow"), f"label.{t.name}")
+        want = np.asarray(part[f"label.{t.name}"])
+        assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)

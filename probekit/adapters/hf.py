@@ -425,34 +425,43 @@ class HFAdapter(Adapter):
             raise TooLongError(f"episodes are {length} tokens long but {self.identity.id} reads "
                             f"at most {cut}; use a task with shorter episodes or pass "
                             "truncate=True (--truncate) to cut the text after the last step")
-        offsets = enc["offset_mapping"]
-        mask = enc["attention_mask"].bool()
         n_steps = len(episodes[0]["step_spans"])
-        positions = torch.full((len(episodes), n_steps), -1, dtype=torch.long)
-        query = torch.full((len(episodes),), -1, dtype=torch.long)
-        answer = torch.full((len(episodes),), -1, dtype=torch.long)
-        for b, ep in enumerate(episodes):
+        for ep in episodes:
             if len(ep["step_spans"]) != n_steps:
                 raise DataError("episodes in one batch must have the same number of steps")
-            starts, ends = offsets[b, :, 0], offsets[b, :, 1]
-            valid = mask[b] & (ends > starts)
-            for s, (lo, hi) in enumerate(ep["step_spans"]):
-                hits = torch.nonzero(valid & (starts < hi) & (ends > lo)).flatten()
-                if len(hits) == 0:
-                    raise DataError(f"step {s} of episode {ep['text'][:40]!r}… is not covered "
-                                    "by any token; the tokenizer's offsets do not map this text")
-                positions[b, s] = hits[-1]
-                if cut and hits[-1] >= cut:
-                    raise DataError(f"step {s} of episode {ep['text'][:40]!r}… ends at token "
-                                    f"{int(hits[-1]) + 1} but {self.identity.id} reads at most "
-                                    f"{cut}; truncation cuts only the text after the last step, "
-                                    "so use a task with shorter episodes")
-            q0 = ep.get("query_span", [-1, -1])[0]
-            if q0 >= 0:
-                hits = torch.nonzero(valid & (starts <= q0) & (ends > q0)).flatten()
-                if len(hits) and 0 < hits[0] <= (cut or length):  # its prediction is read
-                    query[b] = hits[0] - 1
-                    answer[b] = enc["input_ids"][b, hits[0]]
+        offsets = enc["offset_mapping"]
+        starts, ends = offsets[..., 0], offsets[..., 1]  # [B, T] character offsets per token
+        valid = enc["attention_mask"].bool() & (ends > starts)
+        token = torch.arange(length)
+        # a step's position: the last token overlapping its span (all steps at once, [B, S, T])
+        spans = torch.tensor([ep["step_spans"] for ep in episodes],
+                             dtype=torch.long).reshape(len(episodes), n_steps, 2)
+        lo, hi = spans[..., :1], spans[..., 1:]
+        overlap = valid[:, None] & (starts[:, None] < hi) & (ends[:, None] > lo)
+        positions = torch.where(overlap, token, -1).amax(-1) if length else \
+            torch.full((len(episodes), n_steps), -1, dtype=torch.long)
+        bad = (positions < 0) | (positions >= cut if cut else torch.zeros_like(positions).bool())
+        if bad.any():  # the first bad step, in the order episode by episode, step by step
+            b, s = (int(i) for i in torch.nonzero(bad)[0])
+            ep = episodes[b]
+            if positions[b, s] < 0:
+                raise DataError(f"step {s} of episode {ep['text'][:40]!r}… is not covered "
+                                "by any token; the tokenizer's offsets do not map this text")
+            raise DataError(f"step {s} of episode {ep['text'][:40]!r}… ends at token "
+                            f"{int(positions[b, s]) + 1} but {self.identity.id} reads at most "
+                            f"{cut}; truncation cuts only the text after the last step, "
+                            "so use a task with shorter episodes")
+        # the query: the token holding the query span's first character, whose prediction is
+        # read at the position before it (where that position exists and is read)
+        q0 = torch.tensor([ep.get("query_span", [-1, -1])[0] for ep in episodes],
+                          dtype=torch.long)[:, None]
+        holds = valid & (starts <= q0) & (ends > q0) & (q0 >= 0)
+        first = torch.where(holds, token, length).amin(-1) if length else \
+            torch.zeros(len(episodes), dtype=torch.long)
+        read = (first < length) & (first > 0) & (first <= (cut or length))
+        query = torch.where(read, first - 1, -1)
+        answer = torch.where(read, enc["input_ids"].gather(
+            1, first.clamp(max=max(length - 1, 0))[:, None])[:, 0] if length else 0, -1)
         inputs = {"input_ids": enc["input_ids"][:, :cut],
                   "attention_mask": enc["attention_mask"][:, :cut]}
         return Batch(inputs, positions, query, answer)

@@ -24,7 +24,7 @@ import torch
 
 from probekit.adapters.base import Adapter
 from probekit.errors import DataError
-from probekit.tasks import Task
+from probekit.tasks import Task, step_column
 
 FEATURIZERS = ("full", "probe", "random", "das")
 RANK_TOL = 1e-6
@@ -111,8 +111,8 @@ def _train_rows(adapter: Adapter, task: Task, layers: list[str], targets: list[s
     if missing:
         raise DataError(f"task {task.name} has no label column {missing[0]!r} to probe")
     n = len(ds) if max_episodes is None else min(len(ds), max_episodes)
-    part = ds.select(range(n))
-    labels = np.stack([np.asarray(part[f"label.{t}"]) for t in targets], -1)  # [N, S, T]
+    part = ds.select(range(n)).with_format("arrow")
+    labels = np.stack([step_column(part, f"label.{t}") for t in targets], -1)  # [N, S, T]
     xs = [latents.layer(layer)[:n] for layer in layers]
     if steps == "last":
         xs, labels = [x[:, -1:] for x in xs], labels[:, -1:]

@@ -28,7 +28,7 @@ import torch
 
 from probekit.adapters.base import Adapter, Batch
 from probekit.errors import DataError
-from probekit.tasks import Task
+from probekit.tasks import Task, rows_of
 
 SOURCE, PLACEBO = "source.", "placebo."
 POSITIONS = ("diff", "read", "last", "query")
@@ -153,8 +153,8 @@ class PairSet:
         table = task.pairs(split)  # UserError for a task without counterfactual pairs
         episodes = task.dataset(split)
         order = np.random.default_rng(seed).permutation(len(table))[:max_pairs]
-        pairs = [table[int(i)] for i in order]
-        bases = [episodes[int(p["base_index"])] for p in pairs]
+        pairs = rows_of(table, order)
+        bases = rows_of(episodes, [p["base_index"] for p in pairs])
         keep, layouts = [], []
         placebos = [placebo_row(p) for p in pairs]
         for lo in range(0, len(pairs), batch_size):

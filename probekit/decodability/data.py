@@ -6,14 +6,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 
 from probekit.errors import UserError
 from probekit.latents import Latents
 from probekit.probes.control import surface_keys
-from probekit.tasks import Task
+from probekit.tasks import Task, step_column
 from probekit.worlds import Target
 
 SPLITS = ("train", "val", "test")
@@ -108,7 +107,9 @@ class Labels:
         y, keys = {}, {}
         for split in splits:
             ds = task.dataset(split)
-            y[split] = np.stack([_steps(ds, f"label.{t.name}") for t in task.targets], axis=-1)
+            table = ds.with_format("arrow")  # once per split: each call copies the dataset
+            y[split] = np.stack([step_column(table, f"label.{t.name}").astype(np.float64)
+                                 for t in task.targets], axis=-1)
             keys[split] = surface_keys(ds["surface"], task.spec.control["feature"]).reshape(
                 y[split].shape[:2])
         return cls(task.name, tuple(task.targets), y, keys, cls.task_chance(task),
@@ -129,15 +130,6 @@ class Labels:
                     np.shape(self.keys[split]) != y.shape[:2]:
                 raise UserError(f"control keys of split {split!r} have shape "
                                 f"{np.shape(self.keys[split])}; they need {y.shape[:2]}")
-
-
-def _steps(ds: Any, name: str) -> np.ndarray:
-    """A per-step column of a dataset as float64 [episodes, steps], read from its Arrow data
-    (building Python lists first is a hundred times slower)."""
-    col = ds.with_format("arrow")[name]
-    col = col.combine_chunks() if hasattr(col, "combine_chunks") else col
-    values = col.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
-    return values.reshape(len(ds), -1)
 
 
 def constant_targets(targets: Sequence[Target], y_train: np.ndarray) -> list[int]:

@@ -38,7 +38,7 @@ from probekit.adapters.base import Adapter
 from probekit.adapters.surprise import KINDS
 from probekit.errors import CheckError, DataError, ModelError, UnknownNameError, UserError
 from probekit.prediction.result import Measured, PredictionResult
-from probekit.tasks import Task
+from probekit.tasks import Task, rows_of
 
 SURPRISES = ("auto", *KINDS)
 CHECK_TOL = 1e-3  # |possible − impossible| surprise before the step, relative to 1 + |possible|
@@ -169,7 +169,7 @@ class PredictionProbe:
             raise DataError(f"task {task.name}, split {self.split}: {len(table)} violation "
                             "pair(s); VoE needs at least 2 — use a larger split")
         order = np.sort(np.random.default_rng(self.seed).permutation(len(table))[:self.max_pairs])
-        rows = [table[int(i)] for i in order]
+        rows = rows_of(table, order)
         possible, impossible = [], []
         for i, row in zip(order.tolist(), rows):
             p = {k[len("possible."):]: v for k, v in row.items() if k.startswith("possible.")}
