@@ -9,9 +9,10 @@ included, as a user sees them). Three cache states:
 
 The phase lines probekit prints ("[probes] … in 12.3s") are collected; what they do not cover
 (imports, loading the model and the data, the report and its figures) is printed as
-"outside the phases". The machine is shared: the load average is printed beside each run, and
-the run's CPU seconds (user + system over every thread), which other work slows far less than
-the wall time.
+"outside the phases". First, the floor under any run: a fresh process that only imports torch
+and transformers' model class (the best of three). The machine is shared: the load average is
+printed beside each run, and the run's CPU seconds (user + system over every thread), which
+other work slows far less than the wall time.
 
     python benchmarks/eval.py                      # the quickstart: cold, warm latents, warm
     python benchmarks/eval.py --models othello     # othello6-gpt2 on othello-6 (many minutes)
@@ -22,6 +23,7 @@ the wall time.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -61,6 +63,22 @@ def run(model: str, task: str, cache: Path, out: Path
         if m:
             phases.append((f"{m.group(1)} {m.group(2)[:70]}", seconds(m.group(3), m.group(4))))
     return wall, cpu, phases
+
+
+def import_floor(model: str, repeat: int = 3) -> float:
+    """Seconds a fresh process takes to import torch and the model's transformers class, and
+    nothing else (the best of `repeat`): no evaluation of that model can be faster."""
+    from probekit.adapters import CHECKPOINTS
+
+    config = json.loads((CHECKPOINTS / model / "config.json").read_text())
+    code = ("import probekit, torch, transformers; "
+            f"getattr(transformers, {config['architectures'][0]!r})")
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def report(label: str, wall: float, cpu: float, phases: list[tuple[str, float]]) -> None:
@@ -111,7 +129,10 @@ def main() -> None:
             sys.exit(f"unknown {what} {unknown[0]!r}; choose among {', '.join(valid)}")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; each run a fresh process")
     for name in models:
-        bench(*MODELS[name], states, args.cache)
+        model, task = MODELS[name]
+        print(f"\n{model}: importing torch and its transformers class alone takes "
+              f"{import_floor(model):.1f} s (best of 3 fresh processes)")
+        bench(model, task, states, args.cache)
 
 
 if __name__ == "__main__":

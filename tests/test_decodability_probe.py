@@ -340,3 +340,27 @@ def test_test_long_is_left_out_with_a_warning_where_the_model_cannot_read_it():
     rows = result.rows()
     assert rows and all(r["test_long"] is None for r in rows)
     assert all(r["test"] is not None for r in rows)
+
+
+def test_control_labels_of_all_targets_at_once_equal_one_target_at_a_time():
+    """The control task's labels, with the keys made unique once for every target, are each
+    target's `ControlTask.labels` of its keys; a key keeps its label in every split."""
+    from probekit.decodability.probe import _control_labels
+    from probekit.probes.control import ControlTask
+    from probekit.worlds import Target
+
+    rng = np.random.default_rng(0)
+    words = np.array([f"w{i}" for i in range(150)], dtype=object)
+    keys = {s: words[rng.integers(0, 150, n)] for s, n in (("train", 600), ("test", 200))}
+    Y = {s: rng.integers(0, 3, (len(k), 2)) for s, k in keys.items()}
+    targets = [Target(name, "class", n_classes=3) for name in ("a", "b")]
+    got = _control_labels(5, targets, keys, Y)
+    for j, t in enumerate(targets):
+        task = ControlTask(5).fit(keys["train"], Y["train"][:, j], t.name)
+        for s in ("train", "test"):
+            assert np.array_equal(got[s][:, j], task.labels(keys[s]))
+    for s in ("train", "test"):  # one label per key type, the same across splits
+        for w in set(keys["train"]) & set(keys[s]):
+            seen = set(got[s][keys[s] == w, 0]) | set(got["train"][keys["train"] == w, 0])
+            assert len(seen) == 1
+    assert not np.array_equal(got["train"][:, 0], got["train"][:, 1])  # a draw per target

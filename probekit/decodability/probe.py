@@ -335,10 +335,11 @@ def _control_labels(seed: int, targets: list[Target], keys: dict[str, np.ndarray
                     Y: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Control-task labels of train and test, one column per target."""
     out = {s: np.zeros_like(Y[s]) for s in ("train", "test")}
+    types = {s: np.unique(keys[s].astype(str), return_inverse=True) for s in out}  # once
     for j, t in enumerate(targets):
-        task = ControlTask(seed).fit(keys["train"], Y["train"][:, j], t.name)
-        for s in out:
-            out[s][:, j] = task.labels(keys[s])
+        task = ControlTask(seed).fit(types["train"][0], Y["train"][:, j], t.name)
+        for s, (uniq, inverse) in types.items():
+            out[s][:, j] = task.type_labels(uniq)[inverse]
     return out
 
 

@@ -48,11 +48,16 @@ class ControlTask:
         return self
 
     def labels(self, keys: np.ndarray) -> np.ndarray:
+        """The label of each key."""
         uniq, inverse = np.unique(keys.astype(str), return_inverse=True)
-        u = np.array([self._quantile(k) for k in uniq])
-        picked = self.values_[np.minimum((u * len(self.values_)).astype(np.int64),
-                                         len(self.values_) - 1)]
-        return picked[inverse]
+        return self.type_labels(uniq)[inverse]
+
+    def type_labels(self, types: np.ndarray) -> np.ndarray:
+        """The label of each distinct key type (`labels` for keys already made unique, so that
+        many targets can share one pass over the keys)."""
+        u = np.array([self._quantile(k) for k in types])
+        return self.values_[np.minimum((u * len(self.values_)).astype(np.int64),
+                                       len(self.values_) - 1)]
 
     def _quantile(self, key: str) -> float:
         digest = hashlib.sha256(f"{self.seed}\x00{self.target_}\x00{key}".encode()).digest()
