@@ -433,8 +433,15 @@ class Task:
                 bar.update()
             bar.summary = f"{size:,} episodes generated" + (
                 f", {len(pair_rows):,} counterfactual pairs" if pair_rows else "")
+            self._save(rows, pair_rows, violation_rows, folder)  # inside: the phase's time
+
+    def _save(self, rows: list[dict[str, Any]], pair_rows: list[dict[str, Any]],
+              violation_rows: list[dict[str, Any]], folder: Path) -> None:
+        """Write the split's tables to `folder` at once (through a temporary sibling)."""
+        import datasets
+
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{split}.", dir=folder.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         try:
             episodes = _episodes(rows, self.spec.frames)
             episodes.save_to_disk(str(tmp / "episodes"))
