@@ -9,10 +9,10 @@ included, as a user sees them). Three cache states:
 
 The phase lines probekit prints ("[probes] … in 12.3s") are collected; what they do not cover
 (imports, loading the model and the data, the report and its figures) is printed as
-"outside the phases". First, the floor under any run: a fresh process that only imports torch
-and transformers' model class (the best of three). The machine is shared: the load average is
-printed beside each run, and the run's CPU seconds (user + system over every thread), which
-other work slows far less than the wall time.
+"outside the phases". First, the floor under any run: a fresh process that only imports
+probekit, torch and transformers' model class (the best of three). The machine is shared: the
+load average is printed beside each run, and the run's CPU seconds (user + system over every
+thread), which other work slows far less than the wall time.
 
     python benchmarks/eval.py                      # the quickstart: cold, warm latents, warm
     python benchmarks/eval.py --models othello     # othello6-gpt2 on othello-6 (many minutes)
@@ -66,8 +66,9 @@ def run(model: str, task: str, cache: Path, out: Path
 
 
 def import_floor(model: str, repeat: int = 3) -> float:
-    """Seconds a fresh process takes to import torch and the model's transformers class, and
-    nothing else (the best of `repeat`): no evaluation of that model can be faster."""
+    """Seconds a fresh process takes to import probekit (its thread settings), torch and the
+    model's transformers class, and nothing else (the best of `repeat`): no evaluation of that
+    model can be faster."""
     from probekit.adapters import CHECKPOINTS
 
     config = json.loads((CHECKPOINTS / model / "config.json").read_text())
@@ -130,7 +131,7 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; each run a fresh process")
     for name in models:
         model, task = MODELS[name]
-        print(f"\n{model}: importing torch and its transformers class alone takes "
+        print(f"\n{model}: importing probekit, torch and its transformers class alone takes "
               f"{import_floor(model):.1f} s (best of 3 fresh processes)")
         bench(model, task, states, args.cache)
 

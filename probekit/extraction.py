@@ -28,7 +28,7 @@ from probekit.adapters.hooks import Site, intercept
 from probekit.errors import DataError, StorageError, UnknownNameError, UserError
 from probekit.io import atomic_path, write_json
 from probekit.latents import Latents
-from probekit.tasks import Task, cache_root
+from probekit.tasks import Task, cache_root, rows_of
 
 SHARD_SIZE = 256  # episodes per shard (fixed, so resumed runs and ranks cut shards the same way)
 FP16_MAX = float(np.finfo(np.float16).max)
@@ -123,20 +123,20 @@ def _extract_shards(adapter: Adapter, dataset: Any, root: Path, layers: list[str
 
     n = len(dataset)
     if batch_size == "auto":
-        batch_size = auto_batch_size(adapter, list(dataset.select(range(min(8, n)))), autocast)
+        batch_size = auto_batch_size(adapter, rows_of(dataset, range(min(8, n))), autocast)
     total = sum(min(SHARD_SIZE, n - i * SHARD_SIZE) for i, _ in shards)
     bar = phase("extract", desc, total=total, unit="ep", show=progress)
     bar.summary = f"{count(total, 'ep')} × {len(layers)} layers"
     cuda = adapter.device.type == "cuda"
     with bar, _Hooks(adapter, layers) as hooks, torch.no_grad(), \
             _autocast(adapter.device, autocast):
-        hooks.learn(adapter.batch(list(dataset.select([shards[0][0] * SHARD_SIZE]))).to(
+        hooks.learn(adapter.batch(rows_of(dataset, [shards[0][0] * SHARD_SIZE])).to(
             adapter.device))
         for i, name in shards:
             lo, hi = i * SHARD_SIZE, min(n, (i + 1) * SHARD_SIZE)
             chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
             for start in range(lo, hi, batch_size):
-                rows = list(dataset.select(range(start, min(hi, start + batch_size))))
+                rows = rows_of(dataset, range(start, min(hi, start + batch_size)))
                 hooks.run(adapter.batch(rows).to(adapter.device))
                 for layer in layers:  # from CUDA: into pinned memory, without waiting
                     chunks[layer].append(hooks.out[layer].to("cpu", non_blocking=True))
